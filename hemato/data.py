@@ -57,6 +57,7 @@ class Dataset:
     source: str
     manifest: Path | None = None
     problems: tuple[tuple[str, str], ...] = ()
+    excluded: int = 0
 
     @property
     def name(self) -> str:
@@ -88,6 +89,11 @@ class Dataset:
             )
         part = self.frame[self.frame["split"] == split].reset_index(drop=True)
         return Dataset(self.root, part, self.source, self.manifest)
+
+    @property
+    def n_files(self) -> int:
+        """Images on record, including rows the manifest marks ``excluded``."""
+        return len(self) + self.excluded
 
     def class_counts(self) -> dict[str, int]:
         """Images per class."""
@@ -203,10 +209,11 @@ def load_manifest(csv_path: Path, root: Path | None = None) -> Dataset:
     if not {"path", "label"} <= set(table.columns):
         raise DatasetError(f"Manifest {csv_path.name} needs 'path' and 'label' columns; it has {list(table.columns)}.")
     group_col = next((c for c in table.columns if c == "group" or c.endswith("_group")), None)
-    rows, problems = [], []
+    rows, problems, excluded = [], [], 0
     for rec in table.to_dict("records"):
         split = (rec.get("split") or "").strip().lower() or None
         if split == EXCLUDED_SPLIT:
+            excluded += 1
             continue
         rel = str(rec["path"]).strip()
         path = Path(rel) if Path(rel).is_absolute() else root / rel
@@ -221,7 +228,7 @@ def load_manifest(csv_path: Path, root: Path | None = None) -> Dataset:
                 "group": (rec.get(group_col) or None) if group_col else None,
             }
         )
-    return Dataset(root, _frame(rows), "manifest", csv_path.resolve(), tuple(problems))
+    return Dataset(root, _frame(rows), "manifest", csv_path.resolve(), tuple(problems), excluded)
 
 
 def discover_dataset(path: str | Path, split_csv: str | Path | None = None) -> Dataset:
@@ -326,7 +333,9 @@ def check_dataset(dataset: Dataset, decode: bool = True, workers: int = 4) -> Da
         )
     for label, count in usable_counts.items():
         if count < MIN_IMAGES_PER_CLASS:
-            report.errors.append(f"Class {label} has {count} readable image(s); at least {MIN_IMAGES_PER_CLASS} needed.")
+            report.errors.append(
+                f"Class {label} has {count} readable image(s); at least {MIN_IMAGES_PER_CLASS} needed."
+            )
     return report
 
 
@@ -356,7 +365,7 @@ def assign_splits(dataset: Dataset, val: float = 0.15, test: float = 0.15, seed:
     frame.loc[train_idx, "split"] = "train"
     frame.loc[val_idx, "split"] = "val"
     frame.loc[test_idx, "split"] = "test"
-    return Dataset(dataset.root, frame, dataset.source, dataset.manifest, dataset.problems)
+    return Dataset(dataset.root, frame, dataset.source, dataset.manifest, dataset.problems, dataset.excluded)
 
 
 def load_images(paths: Sequence[str], size: int, workers: int = 4) -> np.ndarray:

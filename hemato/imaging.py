@@ -98,8 +98,7 @@ def open_image(source: ImageSource, max_pixels: int = MAX_PIXELS) -> Image.Image
             if width * height > max_pixels:
                 raise ImageError(
                     name,
-                    f"is {width}×{height} pixels, over the {max_pixels:,}-pixel limit; "
-                    "crop or downscale it first.",
+                    f"is {width}×{height} pixels, over the {max_pixels:,}-pixel limit; crop or downscale it first.",
                 )
             if img.format == "GIF" and getattr(img, "n_frames", 1) > 1:
                 img.seek(0)

@@ -233,7 +233,7 @@ def _load_backbone(backbone: str, x: Any, weights: str | None, weights_dir: Path
         return body, f"imagenet (local file {local.name})"
     try:
         return _backbone_graph(backbone, x, "imagenet"), "imagenet (downloaded by Keras)"
-    except Exception as exc:  # noqa: BLE001 - any download failure means the same thing to the user
+    except Exception as exc:  # any failure here means the same thing to the user
         spec = get_backbone(backbone)
         raise WeightsUnavailableError(
             f"ImageNet weights for {spec.label} are not available: no {spec.weights_file} in "
@@ -340,7 +340,7 @@ def load_model(model_dir: Path) -> tuple[keras.Model, ModelCard]:
     _caffe_layer()  # registers the custom preprocessing layer before deserialising
     try:
         model = keras.saving.load_model(path, safe_mode=True, compile=False)
-    except Exception as exc:  # noqa: BLE001 - Keras raises many types for a bad archive
+    except Exception as exc:  # any failure here means the same thing to the user
         raise ModelLoadError(
             f"{path} could not be loaded ({type(exc).__name__}: {str(exc)[:200]}); "
             "the file is corrupt or from an incompatible version. Retrain it or pick another model."

@@ -1,0 +1,71 @@
+"""What the app has to work with: dataset, offline weights, trained models. No TensorFlow import."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from hemato.config import Settings
+from hemato.data import DatasetError, discover_dataset
+from hemato.models import BACKBONES, ModelCard, list_models, local_weights_path
+
+
+@dataclass
+class DatasetStatus:
+    """Summary of the configured dataset."""
+
+    path: Path | None
+    name: str = ""
+    classes: list[str] = field(default_factory=list)
+    n_images: int = 0
+    n_excluded: int = 0
+    splits: dict[str, int] = field(default_factory=dict)
+    error: str = ""
+
+
+@dataclass
+class WeightsStatus:
+    """ImageNet weights availability for one backbone."""
+
+    backbone: str
+    label: str
+    local_file: Path | None
+    needs_weights: bool
+
+
+@dataclass
+class AppStatus:
+    """Everything the Home page's status panel shows."""
+
+    dataset: DatasetStatus
+    weights: list[WeightsStatus]
+    models: list[tuple[Path, ModelCard | None]]
+    default_model: Path
+
+
+def dataset_status(path: Path | None) -> DatasetStatus:
+    """Count the images of the dataset at ``path`` (no decoding), or say why it cannot be used."""
+    if path is None:
+        return DatasetStatus(
+            None, error="No dataset found: put one in data/ or set HEMATO_DATA_DIR to a dataset folder."
+        )
+    try:
+        ds = discover_dataset(path)
+    except (DatasetError, OSError) as exc:
+        return DatasetStatus(path, error=str(exc))
+    splits = {s: int((ds.frame["split"] == s).sum()) for s in ds.splits}
+    return DatasetStatus(path, ds.name, ds.classes, ds.n_files, ds.excluded, splits)
+
+
+def collect_status(settings: Settings) -> AppStatus:
+    """Gather the dataset, weights and model status for ``settings``."""
+    weights = [
+        WeightsStatus(key, spec.label, local_weights_path(key, settings.weights_dir), spec.weights_file is not None)
+        for key, spec in BACKBONES.items()
+    ]
+    return AppStatus(
+        dataset=dataset_status(settings.data_dir),
+        weights=weights,
+        models=list_models(settings.models_dir),
+        default_model=settings.default_model_dir,
+    )

@@ -1,0 +1,1 @@
+"""The only package that imports Streamlit: cached loaders, shared widgets and job polling."""

@@ -1,0 +1,57 @@
+"""Page setup, cached status and model loading shared by every page."""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+from typing import Any
+
+import streamlit as st
+
+from hemato.config import PROJECT_ROOT, get_settings
+from hemato.status import AppStatus, collect_status
+
+PAGES_DIR = PROJECT_ROOT / "pages"
+
+
+def setup_page(title: str, icon: str = "🩸") -> None:
+    """Set the page config and title consistently on every page."""
+    st.set_page_config(page_title=f"{title} · HematoVision", page_icon=icon, layout="wide")
+    st.title(title)
+
+
+@st.cache_data(ttl=30, show_spinner=False)
+def app_status() -> AppStatus:
+    """The dataset/weights/models status, recomputed at most every 30 s."""
+    return collect_status(get_settings())
+
+
+def page_files() -> list[tuple[Path, str]]:
+    """Every page script with a readable label derived from its file name, in menu order."""
+    pages = []
+    for path in sorted(PAGES_DIR.glob("*.py")):
+        label = re.sub(r"^\d+_", "", path.stem).replace("_", " ")
+        pages.append((path, label))
+    return pages
+
+
+def page_links() -> None:
+    """Render a link to every page."""
+    for path, label in page_files():
+        st.page_link(str(path.relative_to(PROJECT_ROOT)), label=label)
+
+
+@st.cache_resource(show_spinner="Loading model…", max_entries=4)
+def _load_model(path: str, mtime: float) -> tuple[Any, Any]:
+    from hemato.models import load_model
+
+    return load_model(Path(path))
+
+
+def load_model_cached(model_dir: Path) -> tuple[Any, Any]:
+    """Load a model once per file version; the result is shared and must never be trained or mutated."""
+    from hemato.models import MODEL_FILE
+
+    model_file = Path(model_dir) / MODEL_FILE
+    mtime = model_file.stat().st_mtime if model_file.exists() else 0.0
+    return _load_model(str(model_dir), mtime)

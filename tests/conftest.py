@@ -1,0 +1,66 @@
+"""Shared fixtures: the real pbc_mini images, an isolated HEMATO_HOME and a tiny trained model."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from hemato.config import PROJECT_ROOT, SHARED_DIR
+
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+
+PBC_MINI = SHARED_DIR / "data" / "pbc_mini"
+PBC = SHARED_DIR / "data" / "pbc"
+BCCD = SHARED_DIR / "data" / "bccd_wbc_crops"
+WEIGHTS_DIR = SHARED_DIR / "weights"
+TINY_SIZE = 96
+
+
+@pytest.fixture(scope="session")
+def pbc_mini() -> Path:
+    """The 80-image real fixture (20 per class)."""
+    if not PBC_MINI.is_dir():
+        pytest.fail(f"{PBC_MINI} is missing: tests need ../shared/data beside the project.")
+    return PBC_MINI
+
+
+@pytest.fixture(autouse=True)
+def isolated_home(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    """Every test gets its own HEMATO_HOME and models folder, never the developer's."""
+    home = tmp_path / "hemato_home"
+    monkeypatch.setenv("HEMATO_HOME", str(home))
+    monkeypatch.setenv("HEMATO_MODELS_DIR", str(tmp_path / "models"))
+    monkeypatch.setenv("HEMATO_WEIGHTS_DIR", str(WEIGHTS_DIR))
+    return home
+
+
+@pytest.fixture(scope="session")
+def tiny_model_dir(tmp_path_factory: pytest.TempPathFactory, pbc_mini: Path) -> Path:
+    """A MobileNetV2 (ImageNet features, 96 px) with its head trained on pbc_mini, saved with its card.
+
+    Small but genuinely trained, so explanations and predictions differ between classes.
+    """
+    import keras
+
+    from hemato.data import discover_dataset, label_indices, load_images
+    from hemato.models import ModelCard, build_model, save_model
+
+    keras.utils.set_random_seed(0)
+    ds = discover_dataset(pbc_mini)
+    classes = ds.classes
+    x = load_images(ds.frame["path"].tolist(), TINY_SIZE).astype("float32")
+    y = label_indices(ds.frame["label"].tolist(), classes)
+    model, source = build_model("mobilenet_v2", classes, TINY_SIZE, weights_dir=WEIGHTS_DIR)
+    model.compile(optimizer=keras.optimizers.Adam(1e-2), loss="sparse_categorical_crossentropy", metrics=["accuracy"])
+    order = np.random.default_rng(0).permutation(len(x))
+    model.fit(x[order], y[order], epochs=8, batch_size=16, verbose=0)
+    card = ModelCard("mobilenet_v2", classes, TINY_SIZE, "mobilenet_v2: scale to [-1, 1]", source, str(pbc_mini))
+    return save_model(model, card, tmp_path_factory.mktemp("models") / "tiny")
+
+
+def project_path(*parts: str) -> str:
+    """Absolute path inside the project (AppTest needs absolute paths)."""
+    return str(PROJECT_ROOT.joinpath(*parts))
