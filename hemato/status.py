@@ -7,7 +7,7 @@ from pathlib import Path
 
 from hemato.config import Settings
 from hemato.data import DatasetError, discover_dataset
-from hemato.models import BACKBONES, ModelCard, list_models, local_weights_path
+from hemato.models import BACKBONES, MODEL_FILE, ModelCard, list_models, local_weights_path
 
 
 @dataclass
@@ -55,6 +55,17 @@ def dataset_status(path: Path | None) -> DatasetStatus:
         return DatasetStatus(path, error=str(exc))
     splits = {s: int((ds.frame["split"] == s).sum()) for s in ds.splits}
     return DatasetStatus(path, ds.name, ds.classes, ds.n_files, ds.excluded, splits)
+
+
+def available_models(settings: Settings) -> list[tuple[str, Path]]:
+    """Loadable models as (label, folder): the default first, then other saved models, then finished runs."""
+    found: list[tuple[str, Path]] = []
+    for root, prefix in ((settings.models_dir, ""), (settings.runs_dir, "run ")):
+        for path, card in list_models(root):
+            if card is not None and (path / MODEL_FILE).is_file():
+                found.append((f"{prefix}{path.name} ({card.backbone})", path))
+    found.sort(key=lambda item: item[1] != settings.default_model_dir)
+    return found
 
 
 def collect_status(settings: Settings) -> AppStatus:

@@ -9,7 +9,7 @@ from typing import Any
 import streamlit as st
 
 from hemato.config import PROJECT_ROOT, get_settings
-from hemato.status import AppStatus, collect_status
+from hemato.status import AppStatus, available_models, collect_status
 
 PAGES_DIR = PROJECT_ROOT / "pages"
 
@@ -55,3 +55,23 @@ def load_model_cached(model_dir: Path) -> tuple[Any, Any]:
     model_file = Path(model_dir) / MODEL_FILE
     mtime = model_file.stat().st_mtime if model_file.exists() else 0.0
     return _load_model(str(model_dir), mtime)
+
+
+def model_picker(key: str, label: str = "Model") -> Path | None:
+    """Sidebar select box of loadable models (default model first); remembers the choice across pages.
+
+    Returns:
+        The chosen model folder, or None (after showing how to get a model) when none exists.
+    """
+    models = available_models(get_settings())
+    if not models:
+        st.info(
+            "No trained model yet. Build the default one with the README's run command, or train one on the Train page."
+        )
+        return None
+    labels = [name for name, _ in models]
+    remembered = st.session_state.get("chosen_model")
+    index = labels.index(remembered) if remembered in labels else 0
+    choice = st.sidebar.selectbox(label, labels, index=index, key=key)
+    st.session_state["chosen_model"] = choice
+    return dict(models)[choice]
