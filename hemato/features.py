@@ -1,46 +1,52 @@
-"""Backbone features extracted once per (backbone, input size, weights, image list) and cached on disk.
+"""Backbone features, extracted once per image and cached on disk per (backbone, input size, weights).
 
-Training's head phase and the dataset explorer's embedding map both read this cache.
+The cache is keyed per image (path, size, mtime), so any subset — a training split, an explorer
+sample — reuses what an earlier run computed and extracts only what is missing.
+Training's head phase and the dataset explorer's embedding map both read it.
 """
 
 from __future__ import annotations
 
 import hashlib
-import json
 from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
 from hemato.data import load_images
 
 ProgressFn = Callable[[int, int], None]
+LoaderFn = Callable[[Sequence[str]], np.ndarray]
 BATCH_SIZE = 64
 
 
-def features_key(backbone: str, input_size: int, weights_source: str, paths: Sequence[str]) -> str:
-    """Cache key for one feature matrix: changes when any input to it changes."""
-    digest = hashlib.sha256(f"{backbone}|{input_size}|{weights_source}\n".encode())
-    for path in paths:
-        stat = Path(path).stat()
-        digest.update(f"{path}|{stat.st_size}|{int(stat.st_mtime)}\n".encode())
-    return f"{backbone}_{input_size}_{digest.hexdigest()[:16]}"
+def image_signature(path: str) -> str:
+    """Identity of one image file for the cache: path, size and modification time."""
+    stat = Path(path).stat()
+    return f"{path}|{stat.st_size}|{int(stat.st_mtime)}"
 
 
-def cache_path(cache_dir: Path, key: str) -> Path:
-    """Where the features for ``key`` live."""
-    return Path(cache_dir) / "features" / f"{key}.npz"
+def cache_file(cache_dir: Path, backbone: str, input_size: int, weights_source: str) -> Path:
+    """The feature store for one (backbone, size, weights) combination."""
+    tag = hashlib.sha256(weights_source.encode()).hexdigest()[:8]
+    return Path(cache_dir) / "features" / f"{backbone}_{input_size}_{tag}.npz"
 
 
-def load_cached(cache_dir: Path, key: str) -> np.ndarray | None:
-    """Cached features for ``key``, or None when absent or unreadable."""
-    path = cache_path(cache_dir, key)
+def _read_store(path: Path) -> tuple[list[str], np.ndarray | None]:
     try:
-        with np.load(path) as data:
-            return data["features"]
+        with np.load(path, allow_pickle=False) as data:
+            return data["signatures"].tolist(), data["features"]
     except (OSError, KeyError, ValueError):
-        return None
+        return [], None
+
+
+def _write_store(path: Path, signatures: list[str], features: np.ndarray) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(path.stem + ".tmp.npz")
+    np.savez(tmp, signatures=np.array(signatures), features=features.astype(np.float32))
+    tmp.replace(path)
 
 
 def extract_features(
@@ -49,6 +55,7 @@ def extract_features(
     input_size: int,
     progress: ProgressFn | None = None,
     batch_size: int = BATCH_SIZE,
+    loader: LoaderFn | None = None,
 ) -> np.ndarray:
     """Run ``extractor`` over every image, decoding the next batch while the current one computes.
 
@@ -58,24 +65,34 @@ def extract_features(
         input_size: Square side images are resized to.
         progress: Called with (images done, total) after each batch.
         batch_size: Images per batch.
+        loader: Returns the uint8 batch for a chunk of paths (default: decode from disk).
 
     Returns:
         A float32 array (len(paths), D).
     """
+    load = loader or (lambda chunk: load_images(chunk, input_size))
     chunks = [paths[i : i + batch_size] for i in range(0, len(paths), batch_size)]
     out: list[np.ndarray] = []
     done = 0
-    with ThreadPoolExecutor(max_workers=1) as loader:
-        pending = loader.submit(load_images, chunks[0], input_size) if chunks else None
+    with ThreadPoolExecutor(max_workers=1) as pool:
+        pending = pool.submit(load, chunks[0]) if chunks else None
         for i in range(len(chunks)):
             batch = pending.result()
             if i + 1 < len(chunks):
-                pending = loader.submit(load_images, chunks[i + 1], input_size)
+                pending = pool.submit(load, chunks[i + 1])
             out.append(np.asarray(extractor(batch.astype(np.float32)), dtype=np.float32))
             done += len(batch)
             if progress:
                 progress(done, len(paths))
     return np.concatenate(out) if out else np.zeros((0, 0), np.float32)
+
+
+def compiled_call(model: Any) -> Callable[[np.ndarray], np.ndarray]:
+    """A ``tf.function``-compiled inference call (no ``model.predict`` overhead) returning numpy."""
+    import tensorflow as tf
+
+    run = tf.function(lambda x: model(x, training=False), reduce_retracing=True)
+    return lambda batch: run(tf.convert_to_tensor(batch, tf.float32)).numpy()
 
 
 def cached_features(
@@ -85,8 +102,9 @@ def cached_features(
     cache_dir: Path,
     weights_dir: Path | None = None,
     progress: ProgressFn | None = None,
+    loader: LoaderFn | None = None,
 ) -> tuple[np.ndarray, str]:
-    """Pooled ImageNet-backbone features for ``paths``, computed once and then read from disk.
+    """Pooled ImageNet-backbone features for ``paths``; only images not cached yet are computed.
 
     Args:
         backbone: ``mobilenet_v2`` or ``vgg16``.
@@ -95,33 +113,36 @@ def cached_features(
         cache_dir: The settings' cache folder.
         weights_dir: Local ImageNet weights folder.
         progress: Called with (done, total) while extracting.
+        loader: Optional batch loader (e.g. from images already in memory).
 
     Returns:
-        ``(features, weights_source)``.
+        ``(features, weights_source)``: a float32 (len(paths), D) array and where the weights came from.
 
     Raises:
         WeightsUnavailableError: No ImageNet weights for the backbone.
     """
-    from hemato.models import build_model, feature_extractor, local_weights_path
+    from hemato.models import local_weights_path
 
     local = local_weights_path(backbone, weights_dir)
-    source_hint = f"local:{local.name}" if local else "online"
-    key = features_key(backbone, input_size, source_hint, paths)
-    cached = load_cached(cache_dir, key)
-    if cached is not None and len(cached) == len(paths):
-        if progress:
-            progress(len(paths), len(paths))
-        return cached, source_hint
-    import tensorflow as tf
+    source = f"imagenet (local file {local.name})" if local else "imagenet (downloaded by Keras)"
+    store = cache_file(cache_dir, backbone, input_size, source)
+    signatures, stored = _read_store(store)
+    index = {sig: i for i, sig in enumerate(signatures)}
+    wanted = [image_signature(p) for p in paths]
+    missing = [i for i, sig in enumerate(wanted) if sig not in index]
+    if missing:
+        from hemato.models import build_model, feature_extractor
 
-    model, _ = build_model(backbone, 2, input_size, weights="imagenet", weights_dir=weights_dir)
-    extractor = feature_extractor(model)
-    run = tf.function(lambda x: extractor(x, training=False), reduce_retracing=True)
-    features = extract_features(lambda x: run(tf.constant(x)).numpy(), paths, input_size, progress)
-    target = cache_path(cache_dir, key)
-    target.parent.mkdir(parents=True, exist_ok=True)
-    tmp = target.with_suffix(".tmp.npz")
-    np.savez(tmp, features=features)
-    tmp.replace(target)
-    target.with_suffix(".json").write_text(json.dumps({"backbone": backbone, "size": input_size, "n": len(paths)}))
-    return features, source_hint
+        model, source = build_model(backbone, 2, input_size, weights="imagenet", weights_dir=weights_dir)
+        fresh = extract_features(
+            compiled_call(feature_extractor(model)), [paths[i] for i in missing], input_size, progress, loader=loader
+        )
+        new_sigs = [wanted[i] for i in missing]
+        stored = fresh if stored is None else np.concatenate([stored, fresh])
+        signatures = signatures + new_sigs
+        _write_store(store, signatures, stored)
+        index = {sig: i for i, sig in enumerate(signatures)}
+    elif progress:
+        progress(len(paths), len(paths))
+    rows = [index[sig] for sig in wanted]
+    return (stored[rows] if rows else np.zeros((0, 0), np.float32)), source

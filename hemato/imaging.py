@@ -65,7 +65,7 @@ def _to_rgb(img: Image.Image) -> Image.Image:
         arr = np.asarray(img, dtype=np.float64)
         lo, hi = float(np.min(arr)), float(np.max(arr))
         scaled = (arr - lo) / (hi - lo) * 255.0 if hi > lo else np.zeros_like(arr)
-        img = Image.fromarray(scaled.astype(np.uint8), mode="L")
+        img = Image.fromarray(scaled.astype(np.uint8))
     if img.mode == "P":
         img = img.convert("RGBA")
     if img.mode in ("RGBA", "LA", "PA") or (img.mode == "RGB" and "transparency" in img.info):

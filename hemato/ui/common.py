@@ -8,7 +8,7 @@ from typing import Any
 
 import streamlit as st
 
-from hemato.config import PROJECT_ROOT, get_settings
+from hemato.config import PROJECT_ROOT, Settings, get_settings
 from hemato.status import AppStatus, available_models, collect_status
 
 PAGES_DIR = PROJECT_ROOT / "pages"
@@ -21,9 +21,13 @@ def setup_page(title: str, icon: str = "🩸") -> None:
 
 
 @st.cache_data(ttl=30, show_spinner=False)
+def _status_for(settings: Settings) -> AppStatus:
+    return collect_status(settings)
+
+
 def app_status() -> AppStatus:
-    """The dataset/weights/models status, recomputed at most every 30 s."""
-    return collect_status(get_settings())
+    """The dataset/weights/models status for the current settings, recomputed at most every 30 s."""
+    return _status_for(get_settings())
 
 
 def page_files() -> list[tuple[Path, str]]:
