@@ -11,7 +11,7 @@ import importlib
 import sys
 from collections.abc import Sequence
 
-COMMAND_MODULES = ("data", "status")
+COMMAND_MODULES = ("data", "status", "evaluate")
 
 
 def build_parser() -> argparse.ArgumentParser:

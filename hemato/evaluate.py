@@ -1,0 +1,529 @@
+"""Model evaluation: batched prediction, metrics, calibration, an on-disk result cache and background jobs.
+
+A result is a plain JSON-able dict (what the CLI prints and the Evaluate page draws): headline metrics,
+per-class precision/recall/F1, the confusion matrix, calibration (15-bin ECE and reliability bins), the
+images skipped because the model does not know their label, and one row per image for the galleries.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import threading
+import time
+from collections.abc import Callable, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+
+from hemato.data import Dataset, discover_dataset
+from hemato.imaging import ImageError, load_array
+from hemato.models import MODEL_FILE, ModelCard, read_card
+
+if TYPE_CHECKING:
+    import keras
+
+ProgressFn = Callable[[int, int], None]
+N_BINS = 15
+BATCH_SIZE = 64
+AUTO_SPLIT = "auto"
+CACHE_VERSION = 1
+
+
+# --------------------------------------------------------------------------------------------- prediction
+
+
+def _load_batch(paths: Sequence[str], size: int, workers: int = 4) -> tuple[np.ndarray, list[str | None]]:
+    """Decode a batch; an unreadable image becomes a black square plus its reason (never an exception)."""
+
+    def one(path: str) -> tuple[np.ndarray, str | None]:
+        try:
+            return load_array(path, size), None
+        except ImageError as exc:
+            return np.zeros((size, size, 3), np.uint8), exc.reason
+
+    with ThreadPoolExecutor(max_workers=workers) as pool:
+        loaded = list(pool.map(one, paths))
+    arrays = [a for a, _ in loaded]
+    return (np.stack(arrays) if arrays else np.zeros((0, size, size, 3), np.uint8)), [r for _, r in loaded]
+
+
+def compiled_forward(model: keras.Model, input_size: int) -> Callable[[np.ndarray], np.ndarray]:
+    """A ``tf.function``-compiled inference call (one trace for every batch size), returning numpy probabilities."""
+    import tensorflow as tf
+
+    spec = tf.TensorSpec((None, input_size, input_size, 3), tf.float32)
+    forward = tf.function(lambda x: model(x, training=False), input_signature=[spec])
+    return lambda batch: np.array(forward(tf.constant(batch, tf.float32)), dtype=np.float32)
+
+
+def predict_paths(
+    model: keras.Model,
+    paths: Sequence[str],
+    input_size: int,
+    progress: ProgressFn | None = None,
+    batch_size: int = BATCH_SIZE,
+) -> tuple[np.ndarray, dict[str, str]]:
+    """Class probabilities for image files, decoding the next batch while the model runs on the current one.
+
+    Args:
+        model: A HematoVision model (raw [0, 255] RGB in, softmax out); never modified.
+        paths: Image files.
+        input_size: The model's square input side.
+        progress: Called with (images done, total) after each batch.
+        batch_size: Images per batch.
+
+    Returns:
+        ``(probs, unreadable)``: float32 (N, C) probabilities (NaN rows for unreadable files) and
+        ``{path: reason}`` for the files that could not be decoded.
+    """
+    forward = compiled_forward(model, input_size)
+    n_classes = int(model.output.shape[-1])
+    chunks = [list(paths[i : i + batch_size]) for i in range(0, len(paths), batch_size)]
+    out: list[np.ndarray] = []
+    unreadable: dict[str, str] = {}
+    done = 0
+    with ThreadPoolExecutor(max_workers=1) as loader:
+        pending = loader.submit(_load_batch, chunks[0], input_size) if chunks else None
+        for i, chunk in enumerate(chunks):
+            batch, reasons = pending.result()
+            if i + 1 < len(chunks):
+                pending = loader.submit(_load_batch, chunks[i + 1], input_size)
+            probs = forward(batch.astype(np.float32))
+            for j, reason in enumerate(reasons):
+                if reason is not None:
+                    probs[j] = np.nan
+                    unreadable[chunk[j]] = reason
+            out.append(probs)
+            done += len(chunk)
+            if progress:
+                progress(done, len(paths))
+    return (np.concatenate(out) if out else np.zeros((0, n_classes), np.float32)), unreadable
+
+
+def predict_dataset(
+    model: keras.Model,
+    card: ModelCard,
+    dataset: Dataset,
+    progress: ProgressFn | None = None,
+    batch_size: int = BATCH_SIZE,
+) -> np.ndarray:
+    """Class probabilities (N, C) for every row of ``dataset`` (NaN rows for unreadable images).
+
+    Args:
+        model: The loaded model.
+        card: Its card (input size, class order).
+        dataset: Rows to predict, in order.
+        progress: Called with (images done, total) after each batch.
+        batch_size: Images per batch.
+    """
+    probs, _ = predict_paths(model, dataset.frame["path"].tolist(), card.input_size, progress, batch_size)
+    return probs
+
+
+# --------------------------------------------------------------------------------------------- metrics
+
+
+def reliability_bins(confidence: np.ndarray, correct: np.ndarray, n_bins: int = N_BINS) -> list[dict[str, Any]]:
+    """Equal-width confidence bins (lo, hi] with their count, mean confidence and accuracy (None when empty)."""
+    edges = np.linspace(0.0, 1.0, n_bins + 1)
+    # Bin i holds lo < c <= hi; a confidence of exactly 0 goes to the first bin.
+    index = np.clip(np.searchsorted(edges, confidence, side="left") - 1, 0, n_bins - 1)
+    bins = []
+    for i in range(n_bins):
+        mask = index == i
+        count = int(mask.sum())
+        bins.append(
+            {
+                "lo": float(edges[i]),
+                "hi": float(edges[i + 1]),
+                "count": count,
+                "confidence": float(confidence[mask].mean()) if count else None,
+                "accuracy": float(correct[mask].mean()) if count else None,
+            }
+        )
+    return bins
+
+
+def expected_calibration_error(confidence: np.ndarray, correct: np.ndarray, n_bins: int = N_BINS) -> float:
+    """ECE: the count-weighted mean gap between accuracy and confidence over equal-width bins."""
+    total = len(confidence)
+    if total == 0:
+        return 0.0
+    gaps = [
+        b["count"] / total * abs(b["accuracy"] - b["confidence"])
+        for b in reliability_bins(confidence, correct, n_bins)
+        if b["count"]
+    ]
+    return float(sum(gaps))
+
+
+def _confidence_summary(confidence: np.ndarray, correct: np.ndarray) -> dict[str, Any]:
+    edges = np.linspace(0.0, 1.0, 21)
+    summary: dict[str, Any] = {"edges": edges.round(4).tolist()}
+    for name, mask in (("correct", correct), ("wrong", ~correct)):
+        values = confidence[mask]
+        summary[name] = {
+            "n": int(mask.sum()),
+            "mean": float(values.mean()) if len(values) else None,
+            "hist": np.histogram(values, bins=edges)[0].astype(int).tolist(),
+        }
+    return summary
+
+
+def compute_metrics(y_true: Sequence[int] | np.ndarray, probs: np.ndarray, classes: Sequence[str]) -> dict[str, Any]:
+    """Accuracy, macro-F1, balanced accuracy, per-class scores, confusion matrix and calibration.
+
+    Args:
+        y_true: True class indices into ``classes`` (or the labels themselves).
+        probs: Predicted probabilities (N, len(classes)).
+        classes: Class names in the model's output order.
+
+    Returns:
+        ``n``, ``accuracy``, ``macro_f1`` (over the classes present in truth or predictions, as scikit-learn),
+        ``balanced_accuracy`` (mean recall over the classes present), ``per_class`` (label → precision, recall,
+        f1, support), ``confusion_matrix`` (``labels``, ``matrix`` with rows = truth), ``ece`` (15 bins),
+        ``reliability`` bins and ``confidence`` (correct vs wrong).
+    """
+    from sklearn.metrics import confusion_matrix, f1_score, precision_recall_fscore_support
+
+    classes = list(classes)
+    y = np.asarray(y_true)
+    if y.dtype.kind in "USO":
+        lookup = {c: i for i, c in enumerate(classes)}
+        y = np.array([lookup[str(label)] for label in y], dtype=int)
+    y = y.astype(int)
+    probs = np.asarray(probs, dtype=np.float64)
+    if probs.ndim != 2 or probs.shape != (len(y), len(classes)):
+        raise ValueError(f"probs must have shape ({len(y)}, {len(classes)}), got {probs.shape}.")
+    n = len(y)
+    if n == 0:
+        raise ValueError("There are no predictions to score: the evaluated set is empty.")
+    pred = probs.argmax(axis=1)
+    confidence = probs.max(axis=1)
+    correct = pred == y
+    labels = list(range(len(classes)))
+    precision, recall, f1, support = precision_recall_fscore_support(y, pred, labels=labels, zero_division=0)
+    present = sorted(set(y.tolist()))
+    return {
+        "n": n,
+        "accuracy": float(correct.mean()),
+        "macro_f1": float(f1_score(y, pred, average="macro", zero_division=0)),
+        "balanced_accuracy": float(np.mean([recall[i] for i in present])),
+        "per_class": {
+            label: {
+                "precision": float(precision[i]),
+                "recall": float(recall[i]),
+                "f1": float(f1[i]),
+                "support": int(support[i]),
+            }
+            for i, label in enumerate(classes)
+        },
+        "confusion_matrix": {
+            "labels": classes,
+            "matrix": confusion_matrix(y, pred, labels=labels).astype(int).tolist(),
+        },
+        "ece": expected_calibration_error(confidence, correct),
+        "reliability": reliability_bins(confidence, correct),
+        "confidence": _confidence_summary(confidence, correct),
+    }
+
+
+# --------------------------------------------------------------------------------------------- datasets
+
+
+def resolve_split(dataset: Dataset, split: str | None) -> str | None:
+    """``auto`` → the test split when the data has one, else every image; ``all``/None → every image."""
+    if split == AUTO_SPLIT:
+        return "test" if "test" in dataset.splits else None
+    return None if split in (None, "", "all") else split
+
+
+def split_known(dataset: Dataset, classes: Sequence[str]) -> tuple[Dataset, dict[str, int]]:
+    """Keep the rows whose label the model knows; count the others per label (they are skipped, not errors)."""
+    known = dataset.frame["label"].isin(list(classes))
+    skipped = dataset.frame.loc[~known, "label"].value_counts().sort_index()
+    part = dataset.frame[known].reset_index(drop=True)
+    return Dataset(dataset.root, part, dataset.source, dataset.manifest), {k: int(v) for k, v in skipped.items()}
+
+
+# --------------------------------------------------------------------------------------------- cache
+
+
+def model_signature(model_dir: Path) -> str:
+    """Identity of a saved model file (path, size and modification time): changes whenever the file is rewritten."""
+    path = (Path(model_dir) / MODEL_FILE).resolve()
+    try:
+        stat = path.stat()
+    except FileNotFoundError:
+        raise ValueError(f"{path} is missing; pick another model or retrain this one.") from None
+    return hashlib.sha256(f"{path}|{stat.st_size}|{stat.st_mtime_ns}".encode()).hexdigest()[:16]
+
+
+def evaluation_key(model_dir: Path, dataset: Dataset, split: str | None) -> str:
+    """Cache key of one evaluation: (model file, dataset fingerprint, split)."""
+    raw = f"v{CACHE_VERSION}|{model_signature(model_dir)}|{dataset.fingerprint()}|{split or 'all'}"
+    return hashlib.sha256(raw.encode()).hexdigest()[:20]
+
+
+def result_path(cache_dir: Path, key: str) -> Path:
+    """Where the evaluation result for ``key`` is stored."""
+    return Path(cache_dir) / "evaluations" / f"{key}.json"
+
+
+def load_result(cache_dir: Path, key: str) -> dict[str, Any] | None:
+    """The cached result for ``key``, or None when absent or unreadable."""
+    try:
+        return json.loads(result_path(cache_dir, key).read_text())
+    except (OSError, json.JSONDecodeError):
+        return None
+
+
+def _save_result(cache_dir: Path, key: str, result: dict[str, Any]) -> None:
+    target = result_path(cache_dir, key)
+    target.parent.mkdir(parents=True, exist_ok=True)
+    tmp = target.with_suffix(f".{threading.get_ident()}.tmp")
+    tmp.write_text(json.dumps(result))
+    tmp.replace(target)
+
+
+# --------------------------------------------------------------------------------------------- evaluation
+
+
+@dataclass
+class EvaluationRequest:
+    """What to evaluate: a model folder on a dataset (folder or manifest) and split."""
+
+    model_dir: Path
+    data_path: Path
+    split_csv: Path | None = None
+    split: str | None = AUTO_SPLIT
+
+    def resolve(self) -> tuple[Dataset, str | None, str]:
+        """The dataset, the concrete split and the cache key (cheap: no image is decoded)."""
+        dataset = discover_dataset(self.data_path, self.split_csv)
+        split = resolve_split(dataset, self.split)
+        subset = dataset.subset(split)
+        return subset, split, evaluation_key(self.model_dir, subset, split)
+
+
+def _rows(frame: Any, probs: np.ndarray, classes: list[str], unreadable: dict[str, str]) -> list[dict[str, Any]]:
+    rows = []
+    for path, label, p in zip(frame["path"], frame["label"], probs, strict=True):
+        if path in unreadable:
+            continue
+        k = int(np.argmax(p))
+        rows.append(
+            {
+                "path": path,
+                "label": label,
+                "predicted": classes[k],
+                "confidence": round(float(p[k]), 6),
+                "correct": classes[k] == label,
+                "probs": [round(float(v), 6) for v in p],
+            }
+        )
+    return rows
+
+
+def evaluate_model(
+    model_dir: str | Path,
+    data_path: str | Path,
+    split_csv: str | Path | None = None,
+    split: str | None = AUTO_SPLIT,
+    cache_dir: Path | None = None,
+    progress: ProgressFn | None = None,
+    model: keras.Model | None = None,
+    batch_size: int = BATCH_SIZE,
+    refresh: bool = False,
+) -> dict[str, Any]:
+    """Evaluate a saved model on a dataset split, reading and writing the on-disk result cache.
+
+    Args:
+        model_dir: Folder with ``model.keras`` and its card.
+        data_path: Dataset folder or CSV manifest.
+        split_csv: Optional manifest with paths relative to ``data_path``.
+        split: ``auto`` (test split if any, else all), ``all``/None, or a split name.
+        cache_dir: Cache folder (default: the settings' cache folder).
+        progress: Called with (images done, total).
+        model: The already loaded model (it must be the file in ``model_dir``); loaded when omitted.
+        batch_size: Images per batch.
+        refresh: Recompute even when a cached result exists (the new result replaces it).
+
+    Returns:
+        :func:`compute_metrics`'s dict plus ``skipped`` (label → count of images the model does not know),
+        ``unreadable``, ``rows`` (path, label, predicted, confidence, correct, probs), ``classes``, ``model``,
+        ``data``, ``seconds`` and ``cached``.
+
+    Raises:
+        DatasetError: The data cannot be found or the split does not exist.
+        ModelLoadError: The model cannot be loaded.
+        ValueError: No image of the data has a label the model knows.
+    """
+    from hemato.config import get_settings
+    from hemato.models import load_model
+
+    model_dir = Path(model_dir)
+    cache_dir = Path(cache_dir) if cache_dir else get_settings().cache_dir
+    request = EvaluationRequest(model_dir, Path(data_path), Path(split_csv) if split_csv else None, split)
+    dataset, split_used, key = request.resolve()
+    cached = None if refresh else load_result(cache_dir, key)
+    if cached is not None:
+        if progress:
+            progress(cached["n"], cached["n"])
+        return {**cached, "cached": True}
+    card = read_card(model_dir)
+    known, skipped = split_known(dataset, card.classes)
+    if len(known) == 0:
+        raise ValueError(
+            f"None of the {len(dataset)} images in {dataset.root} has a label this model knows "
+            f"({', '.join(card.classes)}); their labels are {', '.join(sorted(skipped))}."
+        )
+    start = time.perf_counter()
+    if model is None:
+        model, card = load_model(model_dir)
+    paths = known.frame["path"].tolist()
+    probs, unreadable = predict_paths(model, paths, card.input_size, progress, batch_size)
+    ok = ~np.isnan(probs).any(axis=1)
+    frame = known.frame
+    y = np.array([card.classes.index(label) for label in frame["label"]], dtype=int)
+    result = compute_metrics(y[ok], probs[ok], card.classes)
+    result.update(
+        {
+            "classes": list(card.classes),
+            "skipped": skipped,
+            "n_skipped": int(sum(skipped.values())),
+            "unreadable": [{"path": p, "reason": r} for p, r in unreadable.items()],
+            "rows": _rows(frame, probs, list(card.classes), unreadable),
+            "model": {
+                "dir": str(model_dir.resolve()),
+                "name": model_dir.name,
+                "backbone": card.backbone,
+                "input_size": card.input_size,
+            },
+            "data": {
+                "path": str(Path(data_path).resolve()),
+                "name": dataset.name,
+                "split": split_used,
+                "fingerprint": dataset.fingerprint(),
+                "n_images": len(dataset),
+            },
+            "key": key,
+            "seconds": round(time.perf_counter() - start, 2),
+            "created": time.strftime("%Y-%m-%dT%H:%M:%S"),
+        }
+    )
+    _save_result(cache_dir, key, result)
+    return {**result, "cached": False}
+
+
+def summary(result: dict[str, Any]) -> dict[str, Any]:
+    """The result without per-image rows (what ``--json`` prints by default)."""
+    return {k: v for k, v in result.items() if k != "rows"}
+
+
+# --------------------------------------------------------------------------------------------- background jobs
+
+
+@dataclass
+class EvaluationJob:
+    """One evaluation running in a background thread; poll ``status``, ``done``/``total`` and ``eta``."""
+
+    key: str
+    request: EvaluationRequest
+    cache_dir: Path
+    status: str = "queued"  # queued → running → done | failed
+    phase: str = "waiting for another evaluation to finish"
+    done: int = 0
+    total: int = 0
+    started: float | None = None
+    error: str = ""
+    result: dict[str, Any] | None = None
+    thread: threading.Thread | None = field(default=None, repr=False)
+
+    @property
+    def finished(self) -> bool:
+        """True once the job is done or failed."""
+        return self.status in ("done", "failed")
+
+    @property
+    def fraction(self) -> float:
+        """Share of images predicted, in [0, 1]."""
+        return self.done / self.total if self.total else 0.0
+
+    def eta(self) -> float | None:
+        """Seconds left, extrapolated from the images done so far (None before the first batch)."""
+        if self.started is None or self.done == 0 or self.total == 0:
+            return None
+        elapsed = time.monotonic() - self.started
+        return elapsed / self.done * (self.total - self.done)
+
+    def _progress(self, done: int, total: int) -> None:
+        if self.started is None:
+            self.started = time.monotonic()
+            self.phase = "predicting"
+        self.done, self.total = done, total
+
+    def run(self, model: keras.Model | None = None) -> None:
+        """Do the work (in the calling thread); errors end up in ``error``, never raised."""
+        with _RUN_LOCK:
+            self.status, self.phase = "running", "loading the model and images"
+            try:
+                req = self.request
+                self.result = evaluate_model(
+                    req.model_dir, req.data_path, req.split_csv, req.split, self.cache_dir, self._progress, model
+                )
+                self.status, self.phase = "done", "done"
+            except Exception as exc:  # noqa: BLE001 -- a job reports every failure to the page, never dies silently
+                self.error = f"{type(exc).__name__}: {exc}"
+                self.status, self.phase = "failed", "failed"
+
+
+_JOBS: dict[str, EvaluationJob] = {}
+_JOBS_LOCK = threading.Lock()
+# One evaluation at a time: two would only share the same two cores and both finish later.
+_RUN_LOCK = threading.Lock()
+
+
+def cached_result(request: EvaluationRequest, cache_dir: Path) -> dict[str, Any] | None:
+    """The stored result of ``request`` if it was computed before for this model file and data."""
+    _, _, key = request.resolve()
+    result = load_result(cache_dir, key)
+    return {**result, "cached": True} if result is not None else None
+
+
+def start_evaluation(request: EvaluationRequest, cache_dir: Path, model: keras.Model | None = None) -> EvaluationJob:
+    """Start (or join) the background evaluation of ``request``; a finished cached result comes back at once.
+
+    Args:
+        request: Model, data and split.
+        cache_dir: Result cache folder.
+        model: The already loaded model for ``request.model_dir`` (read only), or None to load it in the job.
+
+    Returns:
+        The job; the same object for every caller asking for the same (model file, data, split).
+    """
+    _, _, key = request.resolve()
+    with _JOBS_LOCK:
+        job = _JOBS.get(key)
+        if job is not None and job.status != "failed":
+            return job
+        job = EvaluationJob(key, request, Path(cache_dir))
+        cached = load_result(cache_dir, key)
+        if cached is not None:
+            job.result, job.status, job.phase = {**cached, "cached": True}, "done", "done"
+            job.done = job.total = cached["n"]
+        else:
+            job.thread = threading.Thread(target=job.run, args=(model,), name=f"evaluate-{key}", daemon=True)
+            job.thread.start()
+        _JOBS[key] = job
+        return job
+
+
+def get_job(key: str) -> EvaluationJob | None:
+    """The job started for ``key`` in this process, if any."""
+    with _JOBS_LOCK:
+        return _JOBS.get(key)
