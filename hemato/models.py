@@ -140,6 +140,11 @@ def _caffe_layer(**kwargs: Any) -> Any:
     return _CAFFE(**kwargs)
 
 
+def register_custom_layers() -> None:
+    """Make HematoVision's custom layers known to Keras before deserialising a model."""
+    _caffe_layer()
+
+
 def _copy_weights_by_name(source: keras.Model, target: keras.Model) -> int:
     copied = 0
     source_layers = {layer.name: layer for layer in source.layers}
@@ -337,7 +342,7 @@ def load_model(model_dir: Path) -> tuple[keras.Model, ModelCard]:
     path = model_dir / MODEL_FILE
     if not path.is_file():
         raise ModelLoadError(f"{path} is missing; retrain the model (Train page or `python -m hemato train`).")
-    _caffe_layer()  # registers the custom preprocessing layer before deserialising
+    register_custom_layers()
     try:
         model = keras.saving.load_model(path, safe_mode=True, compile=False)
     except Exception as exc:  # any failure here means the same thing to the user
