@@ -14,8 +14,9 @@ import os
 import sys
 import time
 import traceback
+from collections.abc import Callable
 from pathlib import Path
-from typing import IO
+from typing import IO, Any
 
 from hemato.config import get_settings
 from hemato.runs import read_status, update_run
@@ -55,8 +56,13 @@ def failure_message(exc: BaseException) -> str:
     return f"{type(exc).__name__}: {exc}"
 
 
-def main(run_dir: str) -> int:
-    """Run one queued training job to completion; return the process exit code."""
+def execute_run(run_dir: Path, echo: Callable[[dict[str, Any]], None] | None = None) -> int:
+    """Run one registered job to completion (waiting for a slot); return an exit code.
+
+    Args:
+        run_dir: The run folder made by :func:`hemato.runs.create_run`.
+        echo: Optional callback receiving each status update (the CLI's progress bar).
+    """
     settings = get_settings()
     settings.ensure_home()
     path = Path(run_dir)
@@ -69,7 +75,7 @@ def main(run_dir: str) -> int:
         return 0
     update_run(run_id, status="running", pid=os.getpid())
     try:
-        run_training(config, path)
+        run_training(config, path, echo)
     except Exception as exc:  # noqa: BLE001 - the worker turns any failure into a recorded status
         traceback.print_exc()
         message = failure_message(exc)
@@ -93,4 +99,4 @@ def main(run_dir: str) -> int:
 
 
 if __name__ == "__main__":
-    raise SystemExit(main(sys.argv[1]))
+    raise SystemExit(execute_run(Path(sys.argv[1])))

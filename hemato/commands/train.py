@@ -1,0 +1,124 @@
+"""``python -m hemato train`` and ``python -m hemato default-model``: training from a terminal."""
+
+from __future__ import annotations
+
+import argparse
+from dataclasses import fields
+from pathlib import Path
+from typing import Any
+
+from hemato.config import get_settings
+from hemato.models import BACKBONES, MODEL_FILE, ModelLoadError, read_card
+from hemato.train import TrainConfig
+
+DEFAULT_MODEL_CONFIG = {
+    "backbone": "mobilenet_v2",
+    "input_size": 224,
+    "epochs": 30,
+    "fine_tune_epochs": 2,
+    "fine_tune_layers": 30,
+    "augment": "standard",
+}
+
+
+def register(sub: argparse._SubParsersAction) -> None:
+    """Add the ``train`` and ``default-model`` commands."""
+    defaults = TrainConfig(data="")
+    train = sub.add_parser("train", help="train a model (same run folder as the Train page)")
+    train.add_argument("--data", required=True, help="dataset folder or CSV manifest")
+    train.add_argument("--split-csv", help="manifest with paths relative to --data")
+    train.add_argument("--backbone", choices=list(BACKBONES), default=defaults.backbone)
+    train.add_argument("--input-size", type=int, help="square input side (default: the backbone's)")
+    train.add_argument("--epochs", type=int, default=defaults.epochs, help="head epochs (or all epochs from scratch)")
+    train.add_argument("--fine-tune-epochs", type=int, default=defaults.fine_tune_epochs)
+    train.add_argument("--fine-tune-layers", type=int, default=defaults.fine_tune_layers)
+    train.add_argument("--batch-size", type=int, default=defaults.batch_size)
+    train.add_argument("--learning-rate", type=float, default=defaults.learning_rate)
+    train.add_argument("--fine-tune-learning-rate", type=float, default=defaults.fine_tune_learning_rate)
+    train.add_argument("--augment", default=defaults.augment, help="augmentation preset")
+    train.add_argument("--no-class-weights", dest="class_weighting", action="store_false")
+    train.add_argument("--patience", type=int, default=defaults.patience)
+    train.add_argument("--seed", type=int, default=defaults.seed)
+    train.add_argument("--max-per-class", type=int, help="use at most this many images per class (quick runs)")
+    train.add_argument("--random-init", action="store_true", help="no ImageNet weights")
+    train.add_argument("--out", help="also copy the finished model to this folder, e.g. models/NAME")
+    train.set_defaults(handler=run_train)
+
+    default = sub.add_parser("default-model", help="build models/default (MobileNetV2 on the configured data)")
+    default.add_argument("--if-missing", action="store_true", help="do nothing when the default model exists")
+    default.add_argument("--data", help="dataset (default: HEMATO_DATA_DIR / data/ / ../shared/data/pbc)")
+    default.set_defaults(handler=run_default)
+
+
+def _config_from_args(args: argparse.Namespace) -> TrainConfig:
+    names = {f.name for f in fields(TrainConfig)}
+    values: dict[str, Any] = {k: v for k, v in vars(args).items() if k in names and v is not None}
+    if args.random_init:
+        values["weights"] = None
+    values["data"] = str(Path(args.data).expanduser().resolve())
+    if args.out:
+        values["out"] = str(Path(args.out).expanduser().resolve())
+    return TrainConfig(**values)
+
+
+def _train_with_progress(config: TrainConfig) -> int:
+    from tqdm import tqdm
+
+    from hemato.runs import create_run, get_run
+    from hemato.worker import execute_run
+
+    run = create_run(config)
+    print(f"Run {run.id}: {run.path}")
+    bar = tqdm(total=1, unit="step", dynamic_ncols=True)
+    phase = {"name": ""}
+
+    def echo(status: dict[str, Any]) -> None:
+        if status.get("phase") != phase["name"]:
+            phase["name"] = status.get("phase", "")
+            bar.set_description(phase["name"])
+        if status.get("steps"):
+            bar.total = int(status["steps"])
+            bar.n = int(status.get("step", 0))
+            rate = status.get("images_per_s")
+            bar.set_postfix_str(f"{rate:.0f} img/s" if rate else "")
+            bar.refresh()
+
+    code = execute_run(run.path, echo)
+    bar.close()
+    run = get_run(run.id)
+    print(f"Run {run.id} {run.status}." + (f" {run.message}" if run.message else ""))
+    if run.test_accuracy is not None:
+        print(f"Test accuracy {run.test_accuracy:.4f}")
+    if config.out and run.status in ("done", "stopped"):
+        print(f"Model copied to {config.out}")
+    return code
+
+
+def run_train(args: argparse.Namespace) -> int:
+    """Train in the foreground with a progress bar; the run is also listed on the Train page."""
+    return _train_with_progress(_config_from_args(args))
+
+
+def default_model_config(data: str) -> TrainConfig:
+    """The configuration of the default model (MobileNetV2, two-phase fine-tuning)."""
+    settings = get_settings()
+    return TrainConfig(data=data, out=str(settings.default_model_dir), **DEFAULT_MODEL_CONFIG)
+
+
+def run_default(args: argparse.Namespace) -> int:
+    """Build the default model unless it already exists (with --if-missing)."""
+    settings = get_settings()
+    target = settings.default_model_dir
+    if args.if_missing and (target / MODEL_FILE).is_file():
+        try:
+            card = read_card(target)
+            print(f"Default model present: {target} ({card.backbone}, {len(card.classes)} classes).")
+            return 0
+        except ModelLoadError as exc:
+            print(f"Default model card is damaged ({exc}); rebuilding.")
+    data = args.data or (str(settings.data_dir) if settings.data_dir else None)
+    if data is None:
+        print("No dataset found: put one in data/ or set HEMATO_DATA_DIR, then run this again.")
+        return 1
+    print(f"Building the default model from {data} into {target} (a few minutes on a laptop CPU)…")
+    return _train_with_progress(default_model_config(data))
