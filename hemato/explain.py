@@ -289,3 +289,67 @@ def overlay(image: np.ndarray, heatmap: np.ndarray, alpha: float = 0.45, colorma
     color = colorize(heat, colormap).astype(np.float32)
     alpha = float(np.clip(alpha, 0.0, 1.0))
     return np.clip((1 - alpha) * base + alpha * color, 0, 255).astype(np.uint8)
+
+
+def maximize_activation(
+    model: keras.Model,
+    units: list[int],
+    layer: str | None = None,
+    steps: int = 100,
+    progress: Callable[[int, int], None] | None = None,
+    seed: int = 0,
+) -> np.ndarray:
+    """Synthesise the input that most excites each unit (tf-keras-vis ``ActivationMaximization``).
+
+    Args:
+        model: A HematoVision classifier (never modified).
+        units: Filter indices of ``layer``, or class indices when ``layer`` is None (class-model images).
+        layer: A 4-D layer whose filters to visualise; None for the output classes (pre-softmax logits).
+        steps: Gradient-ascent iterations (all units are optimised together as one batch).
+        progress: ``progress(step_done, steps)`` after every iteration.
+        seed: Random seed of the starting noise.
+
+    Returns:
+        uint8 array (len(units), S, S, 3) at the model's input size.
+
+    Raises:
+        ValueError: No units, or a unit index beyond the layer's channels.
+    """
+    import keras
+    import tensorflow as tf
+    from tf_keras_vis.activation_maximization import ActivationMaximization
+    from tf_keras_vis.activation_maximization.callbacks import Callback
+    from tf_keras_vis.utils.scores import CategoricalScore
+
+    if not units:
+        raise ValueError("Choose at least one unit to visualise.")
+    if layer is None:
+        target = linear_model(model)
+    else:
+        if layer not in cam_layers(model):
+            raise ValueError(f"Layer {layer!r} is not a convolution-map layer of {model.name}.")
+        store = _model_cache(model)
+        key = f"layer_model:{layer}"
+        if key not in store:
+            store[key] = keras.Model(model.inputs, model.get_layer(layer).output, name=f"{model.name}_{layer}")
+        target = store[key]
+    n_units = int(target.output.shape[-1])
+    if max(units) >= n_units or min(units) < 0:
+        raise ValueError(f"Unit indices must be in 0..{n_units - 1}; got {units}.")
+
+    class _Progress(Callback):
+        def __call__(self, i: int, *args: Any, **kwargs: Any) -> None:
+            if progress is not None:
+                progress(i + 1, steps)
+
+    size = model_input_size(model)
+    start = tf.random.stateless_uniform((len(units), size, size, 3), seed=(seed, 0), minval=96.0, maxval=160.0)
+    vis = ActivationMaximization(target, clone=False)
+    result = vis(
+        CategoricalScore([int(u) for u in units]),
+        seed_input=start,
+        input_range=(0, 255),
+        steps=int(steps),
+        callbacks=[_Progress()],
+    )
+    return np.clip(np.asarray(result), 0, 255).astype(np.uint8)

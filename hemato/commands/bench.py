@@ -1,0 +1,40 @@
+"""``python -m hemato bench predict|train``: speed measurements printed as JSON."""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import json
+from pathlib import Path
+
+
+def register(sub: argparse._SubParsersAction) -> None:
+    """Add the ``bench`` command group."""
+    bench = sub.add_parser("bench", help="measure speed (prints JSON)")
+    bench_sub = bench.add_subparsers(dest="bench_command", required=True)
+    predict = bench_sub.add_parser("predict", help="single-image predict (fast path vs model.predict) and Grad-CAM")
+    predict.add_argument("--model", type=Path, help="trained model to use for its backbone")
+    predict.add_argument("-n", type=int, default=30, help="timed repetitions")
+    predict.add_argument("--backbones", nargs="+", default=["mobilenet_v2", "vgg16"])
+    predict.set_defaults(handler=run_bench_predict)
+    train = bench_sub.add_parser("train", help="training throughput (hemato.train.bench_train)")
+    train.set_defaults(handler=run_bench_train)
+
+
+def run_bench_predict(args: argparse.Namespace) -> int:
+    """Print :func:`hemato.predict.bench_predict` results."""
+    from hemato.predict import bench_predict
+
+    print(json.dumps(bench_predict(args.model, args.n, args.backbones), indent=2))
+    return 0
+
+
+def run_bench_train(args: argparse.Namespace) -> int:
+    """Print ``hemato.train.bench_train()`` results when the training module provides it."""
+    try:
+        bench_train = importlib.import_module("hemato.train").bench_train
+    except (ImportError, AttributeError):
+        print("error: hemato.train.bench_train() is not available yet.")
+        return 2
+    print(json.dumps(bench_train(), indent=2))
+    return 0
