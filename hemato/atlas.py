@@ -62,6 +62,11 @@ class Atlas:
                 return entry
         return None
 
+    def tabs_for(self, data_classes: list[str]) -> list[str]:
+        """The dataset's classes, then the atlas classes the dataset does not have (e.g. BASOPHIL)."""
+        covered = {self.find(c).label for c in data_classes if self.find(c) is not None}
+        return list(data_classes) + [label for label in sorted(self.entries) if label not in covered]
+
     def key_cue(self, label: str) -> str:
         """One-line recognition cue for ``label``, or a note that the atlas has no entry yet."""
         entry = self.find(label)

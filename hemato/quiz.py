@@ -453,3 +453,51 @@ def quiz_pool(frame: pd.DataFrame, limit: int | None = None, seed: int = 0) -> l
     if limit is not None and len(questions) > limit:
         questions = sorted(sample_balanced(questions, limit, seed), key=lambda q: (q.label, q.path))
     return questions
+
+
+def seconds_left(started: float, limit_s: float | None, now: float) -> float | None:
+    """Seconds left of a timed quiz (never negative); None when the quiz has no time limit."""
+    if not limit_s:
+        return None
+    return max(0.0, started + limit_s - now)
+
+
+def resolve_images(frame: pd.DataFrame, root: Path, names: Iterable[str]) -> tuple[list[Question], list[str]]:
+    """Match typed image names (absolute path, path relative to the dataset root, or unique file name) to rows.
+
+    Returns:
+        The questions found (in the typed order, duplicates dropped) and the names that matched nothing.
+    """
+    by_path = dict(zip(frame["path"], frame["label"], strict=True))
+    by_name: dict[str, list[str]] = {}
+    for path in frame["path"]:
+        by_name.setdefault(Path(path).name, []).append(path)
+    found: list[Question] = []
+    unknown: list[str] = []
+    for raw in names:
+        name = raw.strip()
+        if not name:
+            continue
+        candidates = [name, str(Path(root) / name)]
+        path = next((c for c in candidates if c in by_path), None)
+        if path is None and len(by_name.get(Path(name).name, [])) == 1:
+            path = by_name[Path(name).name][0]
+        if path is None:
+            unknown.append(name)
+        elif all(q.path != path for q in found):
+            found.append(Question(path, by_path[path]))
+    return found, unknown
+
+
+def class_vs_model(answers: pd.DataFrame, model_preds: Mapping[str, str]) -> pd.DataFrame:
+    """Per true class: the class's accuracy over all answers and the model's accuracy on the same images."""
+    columns = ["class", "answers", "class_accuracy", "images", "model_accuracy"]
+    if answers.empty:
+        return pd.DataFrame(columns=columns)
+    rows = []
+    for label, group in answers.groupby("truth"):
+        images = sorted(set(group["path"]))
+        judged = [p for p in images if p in model_preds]
+        model_acc = sum(model_preds[p] == label for p in judged) / len(judged) if judged else float("nan")
+        rows.append([label, len(group), float(group["correct"].mean()), len(images), model_acc])
+    return pd.DataFrame(rows, columns=columns)

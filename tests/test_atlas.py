@@ -36,6 +36,14 @@ def test_aliases_and_missing_classes() -> None:
     assert atlas.find("PLATELET") is None
     assert atlas.key_cue("PLATELET") == "No atlas entry yet for PLATELET."
     assert "nucleus" in atlas.hint("PLATELET")
+    assert atlas.tabs_for(["EOS", "PLATELET"]) == [
+        "EOS",
+        "PLATELET",
+        "BASOPHIL",
+        "LYMPHOCYTE",
+        "MONOCYTE",
+        "NEUTROPHIL",
+    ]
 
 
 def test_broken_files_are_reported_not_fatal(tmp_path: Path) -> None:

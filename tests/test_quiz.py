@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import numpy as np
 import pandas as pd
 import pytest
@@ -196,3 +198,36 @@ def test_instructor_secret_rules() -> None:
     with pytest.raises(InstructorAccessError, match="Wrong"):
         require_instructor("wrong", "s3cret")
     require_instructor("s3cret", "s3cret")
+
+
+def test_seconds_left() -> None:
+    from hemato.quiz import seconds_left
+
+    assert seconds_left(100.0, None, 500.0) is None
+    assert seconds_left(100.0, 60, 130.0) == 30.0
+    assert seconds_left(100.0, 60, 400.0) == 0.0
+
+
+def test_resolve_images(pbc_mini) -> None:
+    from hemato.quiz import resolve_images
+
+    ds = discover_dataset(pbc_mini)
+    first = ds.frame["path"].iloc[0]
+    relative = str(Path(ds.frame["path"].iloc[1]).relative_to(ds.root))
+    name = Path(ds.frame["path"].iloc[2]).name
+    found, unknown = resolve_images(ds.frame, ds.root, [first, relative, f"  {name} ", "", first, "nope.jpg"])
+    assert [q.path for q in found] == ds.frame["path"].iloc[:3].tolist()
+    assert found[0].label == ds.frame["label"].iloc[0]
+    assert unknown == ["nope.jpg"]
+
+
+def test_class_vs_model() -> None:
+    from hemato.quiz import class_vs_model
+
+    answers = pd.DataFrame(
+        {"path": ["x", "x", "y", "z"], "truth": ["A", "A", "A", "B"], "correct": [True, False, False, True]}
+    )
+    table = class_vs_model(answers, {"x": "A", "y": "B", "z": "B"}).set_index("class")
+    assert table.loc["A", "class_accuracy"] == pytest.approx(1 / 3)
+    assert table.loc["A", "model_accuracy"] == pytest.approx(0.5)
+    assert table.loc["B", "model_accuracy"] == 1.0 and table.loc["A", "images"] == 2
