@@ -1,0 +1,543 @@
+"""Predict & Explain page widgets: image input, predictions, saliency, layer and neuron views, ImageNet top-5.
+
+Slow work (Score-CAM, SmoothGrad, the all-methods grid, activation maximisation) runs in background threads;
+fragments poll their progress so the page never blocks.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import threading
+import time
+import traceback
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+import plotly.graph_objects as go
+import streamlit as st
+
+from hemato.config import get_settings
+from hemato.data import DatasetError, discover_dataset
+from hemato.explain import COLORMAPS, METHODS, SLOW_METHODS, overlay
+from hemato.imaging import ImageError, load_array, open_image
+from hemato.layers import model_cache_key
+from hemato.models import ModelLoadError
+from hemato.status import available_models
+from hemato.ui.common import load_model_cached
+
+UPLOAD_TYPES = ["jpg", "jpeg", "png", "bmp", "tif", "tiff"]
+SOURCE_UPLOAD = "Upload images"
+SOURCE_DATASET = "Pick from the dataset"
+POLL_SECONDS = 0.7
+GRID_COLUMNS = 5
+MAX_IMAGES = 200
+
+
+@dataclass
+class InputImage:
+    """One image the user gave, decoded to uint8 RGB."""
+
+    name: str
+    array: np.ndarray
+    digest: str
+    label: str | None = None  # the true class when picked from a labelled dataset
+
+
+def _digest(array: np.ndarray) -> str:
+    return hashlib.sha1(array.tobytes() + str(array.shape).encode()).hexdigest()[:16]
+
+
+# ------------------------------------------------------------------------------------------------ input
+
+
+@st.cache_data(ttl=120, show_spinner=False, max_entries=4)
+def _dataset_frame(path: str) -> pd.DataFrame | None:
+    try:
+        ds = discover_dataset(path)
+    except (DatasetError, OSError):
+        return None
+    frame = ds.frame
+    if "test" in ds.splits:
+        frame = frame[frame["split"] == "test"]
+    return frame.reset_index(drop=True)
+
+
+@st.cache_data(show_spinner=False, max_entries=64)
+def _decode_upload(data: bytes, name: str) -> tuple[np.ndarray | None, str]:
+    try:
+        return np.asarray(open_image(data), dtype=np.uint8), ""
+    except ImageError as exc:
+        return None, exc.reason
+
+
+def decode_uploads(files: list[Any]) -> tuple[list[InputImage], list[str]]:
+    """Decode uploaded files; unusable ones become messages (``name: reason``) instead of exceptions."""
+    images, errors = [], []
+    for file in files[:MAX_IMAGES]:
+        array, reason = _decode_upload(file.getvalue(), file.name)
+        if array is None:
+            errors.append(f"{file.name}: {reason.replace('uploaded image', file.name)}")
+        else:
+            images.append(InputImage(file.name, array, _digest(array)))
+    if len(files) > MAX_IMAGES:
+        errors.append(f"Only the first {MAX_IMAGES} of {len(files)} images are used.")
+    return images, errors
+
+
+def image_input(key: str) -> list[InputImage]:
+    """Upload widget or dataset picker; returns the usable images and shows an error per bad file."""
+    frame = _dataset_frame(str(get_settings().data_dir)) if get_settings().data_dir else None
+    sources = [SOURCE_UPLOAD] + ([SOURCE_DATASET] if frame is not None and len(frame) else [])
+    source = st.radio("Images", sources, horizontal=True, key=f"{key}_source", label_visibility="collapsed")
+    if source == SOURCE_UPLOAD:
+        files = st.file_uploader(
+            "Upload one or many cell images (JPEG, PNG, BMP, TIFF)",
+            type=UPLOAD_TYPES,
+            accept_multiple_files=True,
+            key=f"{key}_files",
+        )
+        images, errors = decode_uploads(list(files or []))
+        for message in errors:
+            st.error(message)
+        return images
+    assert frame is not None
+    classes = sorted(frame["label"].unique().tolist())
+    left, right = st.columns([1, 2])
+    label = left.selectbox("Class", classes, key=f"{key}_class")
+    rows = frame[frame["label"] == label]
+    names = [Path(p).name for p in rows["path"]]
+    chosen = right.multiselect("Images", names, default=names[:1], key=f"{key}_pick_{label}")
+    images = []
+    for name in chosen:
+        path = rows["path"].iloc[names.index(name)]
+        try:
+            array = load_array(path)
+        except ImageError as exc:
+            st.error(str(exc))
+            continue
+        images.append(InputImage(name, array, _digest(array), label))
+    return images
+
+
+# ------------------------------------------------------------------------------------------ models & caches
+
+
+@st.cache_resource(show_spinner=False, max_entries=4)
+def _predictor(model_dir: str, mtime_key: str) -> Any:
+    from hemato.predict import Predictor
+
+    model, card = load_model_cached(Path(model_dir))
+    return Predictor(model, card.input_size)
+
+
+def load(model_dir: Path) -> tuple[Any, Any, Any] | None:
+    """(model, card, predictor) for a model folder, or None after an error message."""
+    try:
+        model, card = load_model_cached(model_dir)
+    except ModelLoadError as exc:
+        st.error(str(exc))
+        return None
+    return model, card, _predictor(str(model_dir), model_cache_key(model_dir))
+
+
+def predict_images(predictor: Any, model_key: str, images: list[InputImage]) -> np.ndarray:
+    """Probabilities (N, C), remembered per model and image so reruns do not recompute them."""
+    memo: dict[tuple[str, str], np.ndarray] = st.session_state.setdefault("predict_memo", {})
+    todo = [img for img in images if (model_key, img.digest) not in memo]
+    if todo:
+        for img, probs in zip(todo, predictor.predict([img.array for img in todo]), strict=True):
+            memo[(model_key, img.digest)] = probs
+    return np.stack([memo[(model_key, img.digest)] for img in images])
+
+
+def probability_chart(probs: np.ndarray, classes: list[str], height: int = 220) -> go.Figure:
+    """Horizontal bar chart of class probabilities, the top class highlighted."""
+    best = int(np.argmax(probs))
+    colors = ["#b0243b" if i == best else "#c9ced6" for i in range(len(classes))]
+    fig = go.Figure(
+        go.Bar(
+            x=probs,
+            y=classes,
+            orientation="h",
+            marker_color=colors,
+            text=[f"{p:.1%}" for p in probs],
+            textposition="auto",
+        )
+    )
+    fig.update_layout(
+        height=height, margin={"l": 10, "r": 10, "t": 10, "b": 10}, xaxis={"range": [0, 1], "tickformat": ".0%"}
+    )
+    fig.update_yaxes(autorange="reversed")
+    return fig
+
+
+def results_table(images: list[InputImage], probs: np.ndarray, classes: list[str]) -> pd.DataFrame:
+    """One row per image: name, predicted class, confidence, true class if known, one column per class."""
+    rows = []
+    for img, p in zip(images, probs, strict=True):
+        best = int(np.argmax(p))
+        row = {"image": img.name, "predicted": classes[best], "confidence": round(float(p[best]), 4)}
+        if img.label is not None:
+            row["true class"] = img.label
+        row.update({c: round(float(v), 4) for c, v in zip(classes, p, strict=True)})
+        rows.append(row)
+    return pd.DataFrame(rows)
+
+
+def show_predictions(images: list[InputImage], probs: np.ndarray, classes: list[str], key: str) -> None:
+    """One card per image (few images) plus a table with CSV download (several images)."""
+    if len(images) > 1:
+        table = results_table(images, probs, classes)
+        st.dataframe(table, hide_index=True, width="stretch", key=f"{key}_table")
+        st.download_button(
+            "Download results (CSV)",
+            table.to_csv(index=False).encode(),
+            file_name="hematovision_predictions.csv",
+            mime="text/csv",
+            key=f"{key}_csv",
+        )
+    for img, p in list(zip(images, probs, strict=True))[:6]:
+        best = int(np.argmax(p))
+        with st.container(border=True):
+            pic, text = st.columns([1, 3])
+            pic.image(img.array, caption=img.name, width="stretch")
+            truth = f" · true class **{img.label}**" if img.label else ""
+            text.markdown(f"**{classes[best]}** with {p[best]:.1%} confidence{truth}")
+            text.plotly_chart(probability_chart(p, classes), key=f"{key}_chart_{img.digest}", width="stretch")
+    if len(images) > 6:
+        st.caption(f"Cards for the first 6 images; all {len(images)} are in the table above.")
+
+
+# ------------------------------------------------------------------------------------------ background jobs
+
+
+@dataclass
+class _Job:
+    done: int = 0
+    total: int = 1
+    started: float = field(default_factory=time.time)
+    result: Any = None
+    error: str = ""
+    finished: bool = False
+
+
+_JOBS: dict[str, _Job] = {}
+_JOBS_LOCK = threading.Lock()
+
+
+def _start_job(key: str, total: int, work: Callable[[Callable[[int], None]], Any]) -> _Job:
+    """Run ``work(report)`` in a thread once per key; ``report(done)`` records progress."""
+    with _JOBS_LOCK:
+        job = _JOBS.get(key)
+        if job is not None and not job.error:
+            return job
+        job = _JOBS[key] = _Job(total=total)
+
+    def run() -> None:
+        def report(done: int) -> None:
+            job.done = done
+
+        try:
+            job.result = work(report)
+        except Exception as exc:  # noqa: BLE001 - shown on the page instead of killing the thread silently
+            job.error = f"{type(exc).__name__}: {exc}"
+            traceback.print_exc()
+        job.finished = True
+
+    threading.Thread(target=run, daemon=True, name="hemato-explain").start()
+    return job
+
+
+def _eta_text(done: int, total: int, started: float) -> str:
+    if done == 0:
+        return "starting…"
+    left = (time.time() - started) / done * (total - done)
+    return f"{done}/{total} · about {left:.0f} s left"
+
+
+# ------------------------------------------------------------------------------------------------ saliency
+
+
+def _fast_heatmap(model: Any, image: InputImage, method: str, target: int | None, layer: str, mkey: str) -> Any:
+    memo: dict[tuple, np.ndarray] = st.session_state.setdefault("explain_memo", {})
+    memo_key = (mkey, image.digest, method, target, layer)
+    if memo_key not in memo:
+        from hemato.explain import explain
+
+        memo[memo_key] = explain(model, image.array, method, target, layer)
+    return memo[memo_key]
+
+
+def _render_overlays(image: InputImage, maps: dict[str, np.ndarray], alpha: float, cmap: str, titles: dict) -> None:
+    cols = st.columns(min(len(maps), GRID_COLUMNS))
+    for i, (name, heat) in enumerate(maps.items()):
+        cols[i % len(cols)].image(overlay(image.array, heat, alpha, cmap), caption=titles.get(name, name))
+
+
+def saliency_controls(model: Any, classes: list[str], key: str) -> dict[str, Any]:
+    """Method, target class, layer, opacity and colour-map pickers; returns the choices."""
+    from hemato.explain import cam_layers
+    from hemato.models import last_conv_layer
+
+    layers = cam_layers(model)
+    default_layer = last_conv_layer(model)
+    c1, c2, c3 = st.columns(3)
+    method = c1.selectbox("Method", list(METHODS), format_func=METHODS.get, key=f"{key}_method")
+    target_label = c2.selectbox("Explain class", ["predicted class", *classes], key=f"{key}_target")
+    layer = c3.selectbox("Layer", layers, index=layers.index(default_layer), key=f"{key}_layer")
+    c4, c5 = st.columns(2)
+    alpha = c4.slider("Overlay opacity", 0.0, 1.0, 0.45, 0.05, key=f"{key}_alpha")
+    cmap = c5.selectbox("Colour map", COLORMAPS, key=f"{key}_cmap")
+    target = None if target_label == "predicted class" else classes.index(target_label)
+    return {"method": method, "target": target, "layer": layer, "alpha": alpha, "cmap": cmap}
+
+
+def saliency_view(
+    model: Any, model_key: str, image: InputImage, classes: list[str], probs: Any, opts: dict[str, Any], key: str
+) -> None:
+    """The chosen saliency map for one image (``opts`` from :func:`saliency_controls`): original, overlay, heatmap."""
+    method, target, layer = opts["method"], opts["target"], opts["layer"]
+    explained = classes[int(np.argmax(probs))] if target is None else classes[target]
+    st.markdown(f"**{METHODS[method]}** for class **{explained}** at layer `{layer}`")
+    if method in SLOW_METHODS:
+        job_key = f"one|{model_key}|{image.digest}|{method}|{target}|{layer}"
+        if job_key not in _JOBS and not st.button(f"Compute {METHODS[method]} (slow)", key=f"{key}_run_slow"):
+            st.caption(f"{METHODS[method]} runs the network many times; press the button to start it.")
+            return
+
+        def work(report: Callable[[int], None]) -> dict[str, np.ndarray]:
+            from hemato.explain import explain
+
+            return {method: explain(model, image.array, method, target, layer)}
+
+        _start_job(job_key, 1, work)
+        _poll_maps(job_key, image, opts, key)
+        return
+    try:
+        heat = _fast_heatmap(model, image, method, target, layer, model_key)
+    except ValueError as exc:
+        st.error(str(exc))
+        return
+    _show_triplet(image, heat, opts, METHODS[method])
+
+
+def _show_triplet(image: InputImage, heat: np.ndarray, opts: dict[str, Any], title: str) -> None:
+    from hemato.explain import colorize
+
+    a, b, c = st.columns(3)
+    a.image(image.array, caption=f"{image.name}", width="stretch")
+    b.image(overlay(image.array, heat, opts["alpha"], opts["cmap"]), caption=f"{title} overlay", width="stretch")
+    c.image(colorize(heat, opts["cmap"]), caption=f"{title} heatmap", width="stretch")
+
+
+def _poll_maps(job_key: str, image: InputImage, opts: dict[str, Any], key: str) -> None:
+    running = job_key in _JOBS and not _JOBS[job_key].finished
+
+    @st.fragment(run_every=POLL_SECONDS if running else None)
+    def poll() -> None:
+        job = _JOBS.get(job_key)
+        if job is None:
+            return
+        if running and job.finished:
+            st.rerun(scope="app")  # stop polling: the next full run draws the result without a timer
+        if job.error:
+            st.error(f"The explanation failed: {job.error}")
+        elif not job.finished:
+            st.progress(job.done / max(job.total, 1), text=f"Computing… {_eta_text(job.done, job.total, job.started)}")
+        elif len(job.result) == 1:
+            name, heat = next(iter(job.result.items()))
+            _show_triplet(image, heat, opts, METHODS.get(name, name))
+        else:
+            _render_overlays(image, job.result, opts["alpha"], opts["cmap"], dict(METHODS))
+
+    poll()
+
+
+def all_methods_grid(model: Any, model_key: str, image: InputImage, opts: dict[str, Any], key: str) -> None:
+    """Every method on the same image, computed in the background behind a button."""
+    job_key = f"grid|{model_key}|{image.digest}|{opts['target']}|{opts['layer']}"
+    if job_key not in _JOBS and not st.button("Compute all methods side by side", key=f"{key}_grid"):
+        return
+    target, layer = opts["target"], opts["layer"]
+
+    def work(report: Callable[[int], None]) -> dict[str, np.ndarray]:
+        from hemato.explain import explain_all
+
+        return explain_all(model, image.array, target, layer, progress=lambda done, total, label: report(done))
+
+    _start_job(job_key, len(METHODS), work)
+    _poll_maps(job_key, image, opts, f"{key}_grid")
+
+
+def compare_models(first: tuple[str, Path], image: InputImage, opts: dict[str, Any], key: str) -> None:
+    """The same image explained by two models side by side (the chosen method, each model's own last conv)."""
+    models = available_models(get_settings())
+    others = [name for name, path in models if path != first[1]]
+    if not others:
+        st.info("Only one model is available. Train another (e.g. VGG16 on the Train page) to compare models.")
+        return
+    second_name = st.selectbox("Compare with", others, key=f"{key}_second")
+    method = opts["method"] if opts["method"] not in SLOW_METHODS else "gradcam"
+    if method != opts["method"]:
+        st.caption("The comparison uses Grad-CAM (fast); slow methods run in the grid above.")
+    cols = st.columns(2)
+    for col, (name, path) in zip(cols, [first, (second_name, dict(models)[second_name])], strict=True):
+        loaded = load(path)
+        if loaded is None:
+            continue
+        model, card, predictor = loaded
+        mkey = model_cache_key(path)
+        probs = predict_images(predictor, mkey, [image])[0]
+        best = int(np.argmax(probs))
+        target = opts["target"]
+        if target is not None and target >= len(card.classes):
+            target = None
+        try:
+            heat = _fast_heatmap(model, image, method, target, _default_layer(model), mkey)
+        except ValueError as exc:
+            col.error(str(exc))
+            continue
+        col.image(overlay(image.array, heat, opts["alpha"], opts["cmap"]), width="stretch")
+        col.markdown(f"**{name}**: {card.classes[best]} ({probs[best]:.1%}) · {METHODS[method]}")
+
+
+def _default_layer(model: Any) -> str:
+    from hemato.models import last_conv_layer
+
+    return last_conv_layer(model)
+
+
+# ------------------------------------------------------------------------------------------------- layers
+
+
+def layer_views(model: Any, image: InputImage, key: str) -> None:
+    """The layer table and, for a chosen layer, a grid of its strongest feature maps for ``image``."""
+    from hemato.explain import cam_layers, colorize
+    from hemato.layers import feature_maps, layer_table
+    from hemato.models import last_conv_layer
+
+    table = layer_table(model)
+    st.markdown(f"**{model.name}**: {len(table)} layers, {int(table['params'].sum()):,} parameters")
+    st.dataframe(table, hide_index=True, height=260, width="stretch", key=f"{key}_layers")
+    layers = cam_layers(model)
+    c1, c2 = st.columns([2, 1])
+    layer = c1.selectbox(
+        "Feature maps of layer", layers, index=layers.index(last_conv_layer(model)), key=f"{key}_fm_layer"
+    )
+    top = c2.slider("How many", 4, 32, 16, 4, key=f"{key}_fm_top")
+    fm = feature_maps(model, image.array, layer, top)
+    st.caption(
+        f"The {len(fm.channels)} strongest of {fm.n_channels} channels of `{layer}` for {image.name} "
+        f"({fm.maps.shape[1]}×{fm.maps.shape[2]} each; bright = strong activation)."
+    )
+    cols = st.columns(8)
+    for i, (c, s) in enumerate(zip(fm.channels, fm.strengths, strict=True)):
+        cols[i % 8].image(colorize(fm.maps[i], "viridis"), caption=f"ch {c} · {s:.2f}", width="stretch")
+
+
+# ------------------------------------------------------------------------------------------------- neurons
+
+
+def _show_am_job(folder: Path, captions: dict[int, str], key: str) -> None:
+    from hemato.layers import job_images, read_status
+
+    first = read_status(folder)
+    running = first is not None and first.state == "running"
+
+    @st.fragment(run_every=POLL_SECONDS * 2 if running else None)
+    def poll() -> None:
+        status = read_status(folder)
+        if status is None:
+            return
+        if running and status.state != "running":
+            st.rerun(scope="app")  # stop polling once the job has finished
+        if status.state == "error":
+            st.error(f"Activation maximisation failed: {status.message}")
+        elif status.state != "done":
+            eta = status.eta_seconds
+            text = f"Step {status.done}/{status.total}" + (f" · about {eta:.0f} s left" if eta is not None else "")
+            st.progress(status.fraction, text=text)
+        else:
+            pictures = job_images(folder)
+            cols = st.columns(min(len(pictures), 6) or 1)
+            for i, (unit, img) in enumerate(pictures):
+                cols[i % len(cols)].image(img, caption=captions.get(unit, f"unit {unit}"), width="stretch")
+
+    poll()
+
+
+def neuron_views(model: Any, model_dir: Path, classes: list[str], image: InputImage | None, key: str) -> None:
+    """Activation maximisation for chosen filters and class-model images: background jobs cached per model."""
+    from hemato.explain import cam_layers
+    from hemato.layers import feature_maps, job_dir, read_status, start_maximization
+    from hemato.models import last_conv_layer
+
+    cache = get_settings().cache_dir
+    st.markdown(
+        "Each picture is synthesised from noise by gradient ascent until it excites one unit as strongly as "
+        "possible: what that filter or class 'looks for'. Slow on a CPU, so it runs in the background and is "
+        "kept on disk for this model."
+    )
+    steps = st.slider("Optimisation steps", 10, 300, 60, 10, key=f"{key}_steps")
+    st.markdown("**Conv filters**")
+    layers = cam_layers(model)
+    c1, c2 = st.columns([1, 2])
+    layer = c1.selectbox("Layer", layers, index=layers.index(last_conv_layer(model)), key=f"{key}_am_layer")
+    n_channels = int(model.get_layer(layer).output.shape[-1])
+    suggested = feature_maps(model, image.array, layer, 6).channels if image is not None else list(range(6))
+    filters = c2.multiselect(
+        f"Filters (0–{n_channels - 1}; preset: strongest for the current image)",
+        list(range(n_channels)),
+        default=suggested,
+        max_selections=12,
+        key=f"{key}_am_filters_{layer}",
+    )
+    if filters:
+        folder = job_dir(cache, model_dir, layer, filters, steps)
+        if read_status(folder) is None and st.button("Visualise these filters", key=f"{key}_am_run"):
+            start_maximization(model, folder, layer, filters, steps)
+        _show_am_job(folder, {f: f"{layer} · filter {f}" for f in filters}, f"{key}_am")
+    st.markdown("**Class-model images** (one per output unit)")
+    folder = job_dir(cache, model_dir, None, list(range(len(classes))), steps)
+    if read_status(folder) is None and st.button("Compute class-model images", key=f"{key}_class_run"):
+        start_maximization(model, folder, None, list(range(len(classes))), steps)
+    _show_am_job(folder, dict(enumerate(classes)), f"{key}_class")
+
+
+# ------------------------------------------------------------------------------------------------ ImageNet
+
+
+@st.cache_resource(show_spinner="Loading the ImageNet MobileNetV2…", max_entries=1)
+def _imagenet_ready(weights_dir: str) -> bool:
+    from hemato.imagenet import imagenet_model
+
+    imagenet_model(Path(weights_dir))
+    return True
+
+
+def imagenet_view(image: InputImage, key: str) -> None:
+    """ImageNet top-5 of the original MobileNetV2 for this cell, with a note on transfer learning."""
+    from hemato.imagenet import imagenet_top
+    from hemato.models import WeightsUnavailableError
+
+    weights_dir = get_settings().weights_dir
+    st.markdown(
+        "The backbone of the default model was first trained on **ImageNet** (1000 everyday object classes, no "
+        "blood cells). Here is what that original network, with its ImageNet head, thinks this cell is: transfer "
+        "learning starts from these generic features and only retrains the head (and maybe the top layers)."
+    )
+    try:
+        _imagenet_ready(str(weights_dir))
+        top = imagenet_top(image.array, weights_dir)
+    except (WeightsUnavailableError, OSError) as exc:
+        st.error(str(exc))
+        return
+    pic, chart = st.columns([1, 3])
+    pic.image(image.array, caption=image.name, width="stretch")
+    labels = [label for label, _ in top]
+    probs = np.array([p for _, p in top])
+    chart.plotly_chart(probability_chart(probs, labels), key=f"{key}_imagenet_{image.digest}", width="stretch")
