@@ -30,6 +30,7 @@ from hemato.train import (
     STATUS_FILE,
     STOP_FILE,
     TrainConfig,
+    augmenter_for,
     prepare_data,
 )
 
@@ -104,10 +105,12 @@ def create_run(config: TrainConfig, settings: Settings | None = None) -> Run:
 
     Raises:
         DatasetError: The data cannot train a classifier (too few classes or images).
+        ValueError: Unknown augmentation preset.
         RunError: The run folder cannot be written (disk full, permissions).
     """
     settings = settings or get_settings()
     prepare_data(config)
+    augmenter_for(config.augment)
     run_id = time.strftime("%Y%m%d-%H%M%S-") + uuid.uuid4().hex[:6]
     folder = settings.runs_dir / run_id
     try:

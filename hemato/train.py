@@ -347,7 +347,7 @@ def _image_pipeline(cache: _ImageCache, ds: Dataset, classes: list[str], config:
 
     paths = ds.frame["path"].tolist()
     labels = label_indices(ds.frame["label"].tolist(), classes)
-    augmenter = _augmenter(config.augment) if train else None
+    augmenter = augmenter_for(config.augment) if train else None
     rng = np.random.default_rng(config.seed)
 
     def load(indices: np.ndarray) -> np.ndarray:
@@ -369,7 +369,12 @@ def _image_pipeline(cache: _ImageCache, ds: Dataset, classes: list[str], config:
     return ds_idx.batch(config.batch_size).map(to_images, num_parallel_calls=2).prefetch(2)
 
 
-def _augmenter(preset: str) -> Callable[[np.ndarray, np.random.Generator], np.ndarray] | None:
+def augmenter_for(preset: str) -> Callable[[np.ndarray, np.random.Generator], np.ndarray] | None:
+    """The per-image augmentation function of a preset (None for no augmentation).
+
+    Raises:
+        ValueError: Unknown preset.
+    """
     if not preset or preset == "none":
         return None
     from hemato.augment import PRESETS, make_augmenter

@@ -75,6 +75,7 @@ def _train_with_progress(config: TrainConfig) -> int:
     def echo(status: dict[str, Any]) -> None:
         if status.get("phase") != phase["name"]:
             phase["name"] = status.get("phase", "")
+            bar.reset(total=int(status.get("steps") or 1))
             bar.set_description(phase["name"])
         if status.get("steps"):
             bar.total = int(status["steps"])
