@@ -527,3 +527,41 @@ def get_job(key: str) -> EvaluationJob | None:
     """The job started for ``key`` in this process, if any."""
     with _JOBS_LOCK:
         return _JOBS.get(key)
+
+
+# --------------------------------------------------------------------------------------------- data choices
+
+CROSS_LAB_FOLDER = "bccd_wbc_crops"
+
+
+def dataset_options(data_dir: Path | None, shared_data: Path | None = None) -> list[tuple[str, Path]]:
+    """Datasets to offer for evaluation: the configured one first, then the folders beside it in ``shared_data``.
+
+    Args:
+        data_dir: The configured dataset (settings.data_dir), if any.
+        shared_data: A folder of datasets (default: ``../shared/data``).
+
+    Returns:
+        ``(label, path)`` pairs without duplicates.
+    """
+    from hemato.config import SHARED_DIR
+    from hemato.data import looks_like_dataset
+
+    shared_data = Path(shared_data) if shared_data else SHARED_DIR / "data"
+    options: list[tuple[str, Path]] = []
+    if data_dir is not None:
+        options.append((f"{Path(data_dir).name} (configured dataset)", Path(data_dir).resolve()))
+    if shared_data.is_dir():
+        for sub in sorted(p for p in shared_data.iterdir() if p.is_dir() and not p.name.startswith(".")):
+            if sub.resolve() not in {path for _, path in options} and looks_like_dataset(sub):
+                note = " (another lab: cross-lab check)" if sub.name == CROSS_LAB_FOLDER else ""
+                options.append((f"{sub.name}{note}", sub.resolve()))
+    return options
+
+
+def cross_lab_path(shared_data: Path | None = None) -> Path | None:
+    """The second-lab dataset (BCCD crops) when present."""
+    from hemato.config import SHARED_DIR
+
+    path = (Path(shared_data) if shared_data else SHARED_DIR / "data") / CROSS_LAB_FOLDER
+    return path if path.is_dir() else None
