@@ -124,5 +124,5 @@ def test_tf_pipeline_batches_real_images(pbc_mini: Path) -> None:
     pipeline = make_tf_dataset(ds, ds.classes, image_size=48, batch_size=16, shuffle=True, seed=3)
     images, labels = next(iter(pipeline))
     assert images.shape == (16, 48, 48, 3)
-    assert 0.0 <= float(np.min(images)) and float(np.max(images)) <= 255.0
+    assert float(np.min(images)) >= 0.0 and float(np.max(images)) <= 255.0
     assert len(set(labels.numpy().tolist())) > 1, "a shuffled batch mixes classes"
