@@ -41,3 +41,19 @@ def test_home_lists_a_trained_model(tiny_model_dir: Path, tmp_path: Path, monkey
     monkeypatch.setenv("HEMATO_MODELS_DIR", str(models))
     at = _run_home()
     assert any("`default`: mobilenet_v2, 4 classes" in m.value for m in at.markdown)
+
+
+def test_home_does_not_import_tensorflow() -> None:
+    """Home must paint fast: drawing its status panel may not pull in TensorFlow (~12 s cold)."""
+    import subprocess
+    import sys
+
+    code = (
+        "import sys, runpy\n"
+        "from streamlit.testing.v1 import AppTest\n"
+        f"at = AppTest.from_file({project_path('Home.py')!r}, default_timeout=60).run()\n"
+        "assert not at.exception, at.exception\n"
+        "print(sorted(m for m in ('tensorflow', 'keras', 'tf_keras_vis') if m in sys.modules))\n"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120, check=True)
+    assert out.stdout.strip().splitlines()[-1] == "[]"
