@@ -38,5 +38,8 @@ for tab, label in zip(st.tabs([label.title() for label in labels]), labels, stri
             st.caption("No model yet: hard examples appear once a model is trained.")
         elif predictions is not None:
             hard = hard_examples(predictions, label, count=6)
-            captions = [f"model: {row.pred.title()} · {row.true_prob:.0%} {label.title()}" for row in hard.itertuples()]
+            captions = [
+                f"{'❌' if row.pred != label else '✅'} model: {row.pred.title()} ({row.true_prob:.0%} {label.title()})"
+                for row in hard.itertuples()
+            ]
             ui.render_gallery(hard["path"].tolist(), captions)

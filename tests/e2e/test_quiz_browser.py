@@ -14,26 +14,39 @@ def app_env(app_env: dict[str, str]) -> dict[str, str]:
     return {**app_env, "HEMATO_DATA_DIR": str(PBC_MINI)}
 
 
+def wait_idle(page) -> None:
+    """Wait until Streamlit has finished the current rerun (its status widget is gone)."""
+    page.wait_for_timeout(300)
+    page.wait_for_selector('[data-testid="stStatusWidget"]', state="detached")
+
+
 def test_exam_of_three_questions_ends_with_a_report(app_url, page, isolated_home) -> None:
+    from playwright.sync_api import expect
+
     page.goto(f"{app_url}/Quiz")
     page.get_by_role("textbox", name="Your display name").fill("  Ada Lovelace ")
     page.get_by_role("button", name="Continue").click()
     page.get_by_text("Signed in as Ada Lovelace").wait_for()
+    wait_idle(page)
     page.get_by_text("Exam (N questions").click()
+    wait_idle(page)
     questions = page.get_by_role("spinbutton", name="Questions")
     questions.fill("3")
     questions.press("Enter")
+    wait_idle(page)
     page.get_by_role("button", name="Start").click()
     for number in (1, 2, 3):
         page.get_by_text(f"Question {number} of 3").wait_for()
-        page.screenshot(path=f"/tmp/shots/e2e_q{number}.png")
-        open(f"/tmp/shots/e2e_q{number}.html", "w").write(page.content())
-        page.get_by_text("Monocyte", exact=True).click()
+        wait_idle(page)
+        choices = page.get_by_role("radiogroup", name="Which white cell is this?")
+        choices.get_by_text("Monocyte", exact=True).click()
+        expect(choices.locator("input[type=radio]").nth(2)).to_be_checked()
         page.get_by_role("button", name="Submit answer").click()
     page.get_by_text("Your results").wait_for()
+    page.get_by_text("Review question by question").wait_for()
     body = page.inner_text("body")
     assert "Score" in body and "/ 3" in body
-    assert "Accuracy per class" in body and "Review question by question" in body
+    assert "Accuracy per class" in body and "Mistakes" in body
     assert "no model yet" in body
     page.screenshot(path=str(isolated_home.parent / "quiz_report.png"))
 
