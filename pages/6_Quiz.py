@@ -126,8 +126,11 @@ with image_col:
     ui.show_image(question.path, width=380)
 with form_col:
     choice = ui.question_form(attempt.id, index, classes)
+    hint_key = f"quiz_hint_shown_{attempt.id}_{index}"
     if attempt.mode == "practice" and st.button("Hint", key=f"quiz_hint_{attempt.id}_{index}"):
-        st.info(atlas.hint(question.label))
+        st.session_state[hint_key] = True
+    if st.session_state.get(hint_key):
+        st.info(f"Hint: {atlas.hint(question.label)}")
     if not fixed and st.button("Finish and see my report", key=f"quiz_finish_open_{attempt.id}_{index}"):
         store.finish_attempt(attempt.id)
         st.rerun()

@@ -162,7 +162,7 @@ def gradcam_overlay(model_dir: Path, path: str, target_class: str | None = None)
     return _gradcam(str(model_dir), _mtime(model_dir), path, target)
 
 
-def show_model_verdict(model_dir: Path | None, path: str, truth: str | None = None, width: int = 300) -> None:
+def show_model_verdict(model_dir: Path | None, path: str, truth: str | None = None, width: int | None = 300) -> None:
     """The model's prediction with confidence and its Grad-CAM overlay ("no model yet" without one)."""
     if model_dir is None:
         st.info("Model verdict: no model yet. Train one (Train page) to compare yourself with it.")
@@ -179,9 +179,9 @@ def show_model_verdict(model_dir: Path | None, path: str, truth: str | None = No
         return
     pred, conf = verdict
     mark = "" if truth is None else (" ✅" if pred == truth else " ❌")
-    st.markdown(f"**Model:** {pred} ({conf:.0%} confident){mark}")
+    st.markdown(f"**Model:** {pred.title()} ({conf:.0%} confident){mark}")
     if heat is not None:
-        st.image(heat, width=width, caption="Grad-CAM: where the model looked (red = most important)")
+        st.image(heat, width=width or "stretch", caption="Grad-CAM: where the model looked (red = most important)")
 
 
 # ---------------------------------------------------------------- pool predictions (background job)
@@ -352,7 +352,7 @@ def confusion_figure(table: pd.DataFrame, title: str) -> Any:
 def render_report(report: QuizReport, key: str) -> None:
     """Score, per-class accuracy, the student's and the model's confusion matrices, kappa and timings."""
     cols = st.columns(4)
-    cols[0].metric("Score", f"{report.n_correct} / {report.n_questions}", f"{report.score:.0%}", delta_color="off")
+    cols[0].metric("Score", f"{report.n_correct} / {report.n_questions} ({report.score:.0%})")
     cols[1].metric(
         "Model on the same images", "no model yet" if report.model_accuracy is None else f"{report.model_accuracy:.0%}"
     )
@@ -384,9 +384,9 @@ def render_report(report: QuizReport, key: str) -> None:
 def render_answer_feedback(answer: Answer, model_dir: Path | None, key_cue: str, show_image_too: bool = False) -> None:
     """Right/wrong, the correct class and its key cue, and the model's verdict with Grad-CAM."""
     if answer.correct:
-        st.success(f"Correct: **{answer.truth}**.")
+        st.success(f"Correct: **{answer.truth.title()}**.")
     else:
-        st.error(f"Not quite: you said **{answer.answer}**, it is **{answer.truth}**.")
+        st.error(f"Not quite: you said **{answer.answer.title()}**, it is **{answer.truth.title()}**.")
     st.markdown(f"**Key cue for {answer.truth.lower()}s:** {key_cue}")
     cols = st.columns(2) if show_image_too else [st.container()]
     if show_image_too:
@@ -612,12 +612,12 @@ def instructor_gate() -> Any:
         go = st.form_submit_button("Unlock", type="primary")
     if go:
         try:
-            view = InstructorView(quiz_store(), typed, configured)
+            InstructorView(quiz_store(), typed, configured)
         except InstructorAccessError as exc:
             st.error(f"{exc} Students never see instructor data.")
             return None
         st.session_state["instructor_given"] = typed
-        return view
+        st.rerun()  # redraw without the unlock form so the instructor layout keeps stable positions
     return None
 
 
@@ -690,7 +690,9 @@ def render_class_results(view: Any, quiz_set: Any, dataset: Dataset, model_dir: 
         st.info(f"No answers yet. Students enter code **{quiz_set.code}** on the Quiz page.")
         return
     st.markdown("**Scores per student**")
-    scores = view.student_scores(quiz_set.code).assign(score=lambda t: (t["score"] * 100).round(0))
+    scores = view.student_scores(quiz_set.code).assign(
+        score=lambda t: (t["score"] * 100).round(0), mean_seconds=lambda t: t["mean_seconds"].round(1)
+    )
     st.dataframe(scores.rename(columns={"score": "score %", "mean_seconds": "s / question"}), hide_index=True)
     labels = sorted(set(dataset.classes) | set(answers["truth"]) | set(answers["answer"]))
     left, right = st.columns(2)
@@ -763,4 +765,4 @@ def render_presentation(quiz_set: Any, model_dir: Path | None) -> None:
         if st.button("Show the model's verdict and Grad-CAM", key="instr_model"):
             state["model"] = True
         if state["model"]:
-            show_model_verdict(model_dir, item.path, truth=item.label if state["reveal"] else None, width=420)
+            show_model_verdict(model_dir, item.path, truth=item.label if state["reveal"] else None, width=None)
