@@ -286,6 +286,18 @@ class QuizStore:
             row["finished"],
         )
 
+    def open_attempts(self, student_id: int) -> list[tuple[Attempt, int]]:
+        """The student's unfinished attempts with a fixed question list, newest first, with answers given so far."""
+        with self._connect() as conn:
+            rows = conn.execute(
+                "SELECT t.id, COUNT(a.id) AS answered FROM quiz_attempts t "
+                "LEFT JOIN quiz_answers a ON a.attempt_id = t.id "
+                "WHERE t.student_id = ? AND t.finished IS NULL AND t.questions IS NOT NULL "
+                "GROUP BY t.id HAVING answered < t.n_questions ORDER BY t.started DESC",
+                (student_id,),
+            ).fetchall()
+        return [(self.get_attempt(int(r["id"])), int(r["answered"])) for r in rows]
+
     def finish_attempt(self, attempt_id: int) -> None:
         """Mark an attempt finished (idempotent)."""
         with self._write() as conn:

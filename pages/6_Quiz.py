@@ -31,6 +31,11 @@ if out.button("Sign out", key="quiz_sign_out"):
 
 attempt_id = st.session_state.get("quiz_attempt")
 if attempt_id is None:
+    for unfinished, answered in store.open_attempts(student["id"])[:1]:
+        label = f"Resume your unfinished {unfinished.mode} ({answered} of {unfinished.n_questions} answered)"
+        if st.button(label, key=f"quiz_resume_{unfinished.id}", type="primary"):
+            st.session_state["quiz_attempt"] = unfinished.id
+            st.rerun()
     st.subheader("Choose a mode")
     mode = st.radio("Mode", list(ui.MODE_LABELS), format_func=ui.MODE_LABELS.get, key="quiz_mode_choice")
     n_questions, minutes, code = 10, 0.0, ""

@@ -281,3 +281,16 @@ def test_timed_exam_ends_when_time_is_up() -> None:
     assert "Time is up." in [w.value for w in at.warning]
     assert next(m for m in at.metric if m.label == "Score").value in ("0 / 5 (0%)", "1 / 5 (20%)")
     assert "4 question(s) unanswered count as wrong." in texts(at)
+
+
+def test_unfinished_exam_can_be_resumed_in_a_new_session() -> None:
+    at = AppTest.from_file(QUIZ, default_timeout=TIMEOUT).run()
+    sign_in(at, "Ada")
+    start(at, "exam", n=3)
+    answer(at, "MONOCYTE")
+    fresh = AppTest.from_file(QUIZ, default_timeout=TIMEOUT).run()  # e.g. after a server restart
+    sign_in(fresh, "ada")
+    resume = next(b for b in fresh.button if b.label.startswith("Resume your unfinished exam"))
+    assert "(1 of 3 answered)" in resume.label
+    resume.click().run()
+    assert "Question 2 of 3" in texts(fresh)

@@ -61,6 +61,11 @@ def test_everything_survives_reopening(store: QuizStore) -> None:
     assert cards[QUESTIONS[1].path].box == 1 and cards[QUESTIONS[0].path].box == 2
     assert cards[QUESTIONS[1].path].due_step < cards[QUESTIONS[0].path].due_step
     assert reopened.student_step(student.id) == 2
+    # the unfinished exam can be resumed after a restart, at question 3 of 6
+    [(open_attempt, answered)] = reopened.open_attempts(student.id)
+    assert open_attempt.id == attempt.id and answered == 2
+    reopened.finish_attempt(attempt.id)
+    assert reopened.open_attempts(student.id) == []
     assert reopened.class_history(student.id) == [("EOSINOPHIL", True), ("LYMPHOCYTE", False)]
 
 
