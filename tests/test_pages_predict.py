@@ -42,6 +42,10 @@ def _texts(at: AppTest) -> str:
     return "\n".join(parts + [e.value for e in at.error] + [w.value for w in at.warning])
 
 
+def _captions(at: AppTest) -> list[str]:
+    return [img.caption for element in at.get("image") for img in element.proto.imgs]
+
+
 def _pick_from_dataset(at: AppTest) -> AppTest:
     at.radio(key="predict_input_source").set_value(SOURCE_DATASET)
     return _run(at)
@@ -68,6 +72,7 @@ def test_dataset_image_is_predicted_and_explained(models_dir: Path) -> None:
     texts = _texts(at)
     assert "confidence" in texts and "true class **EOSINOPHIL**" in texts
     assert "**Grad-CAM** for class" in texts
+    assert "Grad-CAM overlay" in _captions(at)
     assert "layers," in texts and "parameters" in texts  # layer view
     at.selectbox(key="predict_saliency_target").set_value("MONOCYTE")
     at.selectbox(key="predict_saliency_method").set_value("layercam")
@@ -95,10 +100,10 @@ def test_slow_method_runs_in_the_background_and_shows_up(models_dir: Path) -> No
     at.button(key="predict_saliency_run_slow").click()
     at = _run(at)
     deadline = time.monotonic() + 120
-    while "Faster Score-CAM overlay" not in str(at.get("imgs")) and time.monotonic() < deadline:
+    while "Faster Score-CAM overlay" not in _captions(at) and time.monotonic() < deadline:
         time.sleep(1)
         at = _run(at)
-    assert "Faster Score-CAM overlay" in str(at.get("imgs"))
+    assert "Faster Score-CAM overlay" in _captions(at)
 
 
 # ------------------------------------------------------------------------------------------- bad uploads
@@ -124,7 +129,8 @@ def _cases(cell: Path) -> list[tuple[str, bytes, str | None]]:
     """(file name, bytes, expected error fragment or None when it must be converted to RGB)."""
     rgb = Image.open(cell).convert("RGB")
     jpeg = cell.read_bytes()
-    deep = Image.fromarray((np.asarray(rgb.convert("L"), dtype=np.uint16) * 257).astype(np.uint16), mode="I;16")
+    deep = Image.fromarray(np.asarray(rgb.convert("L"), dtype=np.uint16) * 257)
+    assert deep.mode.startswith("I;16")
     return [
         ("notes.jpg", b"this is not an image at all", "not an image file"),
         ("empty.png", b"", "empty"),
