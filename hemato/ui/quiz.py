@@ -419,7 +419,7 @@ def sign_in_form() -> None:
         name = st.text_input(
             "Your display name", max_chars=60, key="quiz_name", help="1–40 characters; no password needed."
         )
-        go = st.form_submit_button("Continue", type="primary")
+        go = st.form_submit_button("Continue", type="primary", key="quiz_sign_in_go")
     if go:
         try:
             student = quiz_store().get_or_create_student(name)
@@ -559,7 +559,7 @@ def question_form(attempt_id: int, index: int, classes: list[str]) -> str | None
             key=f"quiz_choice_{attempt_id}_{index}",
             format_func=lambda c: c.title(),
         )
-        submitted = st.form_submit_button("Submit answer", type="primary")
+        submitted = st.form_submit_button("Submit answer", type="primary", key=f"quiz_submit_{attempt_id}_{index}")
     if submitted and choice is None:
         st.warning("Pick a class before submitting.")
         return None
@@ -609,7 +609,7 @@ def instructor_gate() -> Any:
         return InstructorView(quiz_store(), given, configured)
     with st.form("instructor_unlock"):
         typed = st.text_input("Instructor secret", type="password", key="instructor_secret_input")
-        go = st.form_submit_button("Unlock", type="primary")
+        go = st.form_submit_button("Unlock", type="primary", key="instructor_unlock_go")
     if go:
         try:
             InstructorView(quiz_store(), typed, configured)
@@ -645,7 +645,7 @@ def render_create_quiz_set(view: Any, dataset: Dataset) -> None:
                 key="instr_names",
                 height=160,
             )
-        create = st.form_submit_button("Create quiz set", type="primary")
+        create = st.form_submit_button("Create quiz set", type="primary", key="instr_create_go")
     if not create:
         return
     try:
