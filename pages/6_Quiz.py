@@ -75,7 +75,7 @@ if finished and not pending_feedback:
     st.subheader("Your results")
     if left == 0 and index < len(attempt.questions or []):
         st.warning("Time is up.")
-    report = build_report(answers, dataset.classes, attempt.n_questions)
+    report = build_report(answers, dataset.classes, attempt.n_questions if attempt.mode == "exam" else None)
     ui.render_report(report, key=f"quiz_report_{attempt.id}")
     st.subheader("Mistakes")
     ui.render_mistakes(answers)
