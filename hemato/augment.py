@@ -163,7 +163,7 @@ AUGMENTATIONS: dict[str, AugmentSpec] = {
             "colour",
             (
                 _p("sigma", "stain scale jitter", 0.0, 0.3, 0.005, 0.03, "Each stain channel scaled by 1±sigma."),
-                _p("bias", "stain offset jitter", 0.0, 0.1, 0.002, 0.01),
+                _p("bias", "stain offset jitter", 0.0, 0.05, 0.001, 0.005),
             ),
             "Perturbs haematoxylin, eosin and DAB separately (Tellez et al. 2018): mimics lab-to-lab staining.",
             "Too strong and eosinophil granules lose their eosin colour, the very cue a haematologist uses.",
@@ -255,7 +255,7 @@ PRESETS: dict[str, AugmentConfig] = {
             "translate": {"max_fraction": 0.06},
             "brightness": {"max_delta": 0.06},
             "contrast": {"max_change": 0.1},
-            "hed_jitter": {"sigma": 0.03, "bias": 0.01},
+            "hed_jitter": {"sigma": 0.04, "bias": 0.004},
         }
     ),
     "strong": AugmentConfig(
@@ -270,7 +270,7 @@ PRESETS: dict[str, AugmentConfig] = {
             "brightness": {"max_delta": 0.12},
             "contrast": {"max_change": 0.25},
             "hue_saturation": {"max_hue": 6.0, "max_saturation": 0.25},
-            "hed_jitter": {"sigma": 0.06, "bias": 0.02},
+            "hed_jitter": {"sigma": 0.06, "bias": 0.01},
             "blur": {"p": 0.3, "max_sigma": 1.2},
             "gaussian_noise": {"p": 0.5, "sigma": 8.0},
         }

@@ -467,27 +467,12 @@ def project(features: np.ndarray, method: str = "pca", seed: int = 0) -> tuple[n
     return coords, []
 
 
-def _full_set_features(frame: pd.DataFrame, sample: pd.DataFrame, cache_dir: Path, source: str) -> np.ndarray | None:
-    """Rows of a cached full-dataset feature matrix (e.g. from training), if one exists for ``frame``."""
-    from hemato.features import features_key, load_cached
-
-    try:
-        full = load_cached(cache_dir, features_key(EMBED_BACKBONE, EMBED_SIZE, source, frame["path"].tolist()))
-    except OSError:
-        return None
-    if full is None or len(full) != len(frame):
-        return None
-    index = pd.Series(np.arange(len(frame)), index=frame["path"].to_numpy())
-    return full[index.loc[sample["path"]].to_numpy()]
-
-
 def compute_embedding(
     frame: pd.DataFrame,
     cache_dir: Path,
     weights_dir: Path | None,
     method: str = "pca",
     progress: ProgressFn | None = None,
-    full_frame: pd.DataFrame | None = None,
 ) -> Embedding:
     """MobileNetV2 features of ``frame``'s images (cached by :mod:`hemato.features`) projected to 2-D.
 
@@ -497,23 +482,14 @@ def compute_embedding(
         weights_dir: Local ImageNet weights folder.
         method: ``pca`` or ``tsne``.
         progress: Called with (images done, total) during feature extraction.
-        full_frame: The whole dataset; if training already cached its features, they are reused.
 
     Returns:
         The projection, also cached on disk.
     """
     from hemato.features import cached_features
-    from hemato.models import local_weights_path
 
-    local = local_weights_path(EMBED_BACKBONE, weights_dir)
-    source = f"local:{local.name}" if local else "online"
-    features = _full_set_features(full_frame, frame, cache_dir, source) if full_frame is not None else None
-    if features is None:
-        features, _ = cached_features(
-            EMBED_BACKBONE, EMBED_SIZE, frame["path"].tolist(), cache_dir, weights_dir, progress=progress
-        )
-    elif progress:
-        progress(len(frame), len(frame))
+    # The feature cache is per image, so features training already extracted are reused here.
+    features, _ = cached_features(EMBED_BACKBONE, EMBED_SIZE, frame["path"].tolist(), cache_dir, weights_dir, progress)
     coords, explained = project(features, method)
     target = embedding_path(cache_dir, embedding_key(frame["path"].tolist()), method)
     target.parent.mkdir(parents=True, exist_ok=True)
