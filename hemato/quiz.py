@@ -501,3 +501,20 @@ def class_vs_model(answers: pd.DataFrame, model_preds: Mapping[str, str]) -> pd.
         model_acc = sum(model_preds[p] == label for p in judged) / len(judged) if judged else float("nan")
         rows.append([label, len(group), float(group["correct"].mean()), len(images), model_acc])
     return pd.DataFrame(rows, columns=columns)
+
+
+def history_summary(history: Sequence[tuple[str, bool]], cards: Mapping[str, Card], step: int) -> str:
+    """One line about a student's record: answers, accuracy, weakest class and images due for review."""
+    if not history:
+        return "No answers yet: your history and spaced-repetition boxes start with your first answer."
+    correct = sum(ok for _, ok in history)
+    per_class: dict[str, list[bool]] = {}
+    for label, ok in history:
+        per_class.setdefault(label, []).append(ok)
+    weakest, results = min(per_class.items(), key=lambda kv: (sum(kv[1]) / len(kv[1]), kv[0]))
+    due = sum(1 for card in cards.values() if card.due_step <= step)
+    return (
+        f"{len(history)} answers so far, {correct / len(history):.0%} right. Weakest class: "
+        f"{weakest.title()} ({sum(results) / len(results):.0%}), practised more often. "
+        f"{due} image(s) due for review."
+    )

@@ -4,7 +4,7 @@ import time
 
 import streamlit as st
 
-from hemato.quiz import build_report, seconds_left
+from hemato.quiz import build_report, history_summary, seconds_left
 from hemato.ui import quiz as ui
 from hemato.ui.common import setup_page
 
@@ -36,6 +36,11 @@ if attempt_id is None:
         if st.button(label, key=f"quiz_resume_{unfinished.id}", type="primary"):
             st.session_state["quiz_attempt"] = unfinished.id
             st.rerun()
+    st.caption(
+        history_summary(
+            store.class_history(student["id"]), store.cards(student["id"]), store.student_step(student["id"])
+        )
+    )
     st.subheader("Choose a mode")
     mode = st.radio("Mode", list(ui.MODE_LABELS), format_func=ui.MODE_LABELS.get, key="quiz_mode_choice")
     n_questions, minutes, code = 10, 0.0, ""

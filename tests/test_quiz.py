@@ -231,3 +231,14 @@ def test_class_vs_model() -> None:
     assert table.loc["A", "class_accuracy"] == pytest.approx(1 / 3)
     assert table.loc["A", "model_accuracy"] == pytest.approx(0.5)
     assert table.loc["B", "model_accuracy"] == 1.0 and table.loc["A", "images"] == 2
+
+
+def test_history_summary() -> None:
+    from hemato.quiz import history_summary
+
+    assert history_summary([], {}, 0).startswith("No answers yet")
+    history = [("A", True), ("B", False), ("B", True), ("A", True)]
+    cards = {"x": Card(1, 3), "y": Card(2, 9)}
+    assert history_summary(history, cards, 4) == (
+        "4 answers so far, 75% right. Weakest class: B (50%), practised more often. 1 image(s) due for review."
+    )
