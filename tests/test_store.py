@@ -186,3 +186,27 @@ def test_instructor_data_refused_without_the_secret(store: QuizStore) -> None:
     assert scores.iloc[0]["score"] == pytest.approx(0.5)
     csv_text = view.export_csv(code)
     assert csv_text.splitlines()[0].startswith("student,") and len(csv_text.splitlines()) == 3
+
+
+def test_a_wrong_image_comes_back_in_later_practice(store: QuizStore) -> None:
+    import numpy as np
+
+    from hemato.quiz import class_weights, pick_next_question
+
+    pool = [Question(f"/img/{c}{i}.jpg", c) for c in ("EOSINOPHIL", "LYMPHOCYTE") for i in range(10)]
+    student = store.get_or_create_student("Ada")
+    first = store.start_attempt(student.id, "practice")
+    store.record_answer(first.id, 0, pool[0], "LYMPHOCYTE")  # wrong: box 1, due two answers later
+    store.record_answer(first.id, 1, pool[15], "LYMPHOCYTE")  # right: box 2
+    store.finish_attempt(first.id)
+
+    later = QuizStore(store.db_path)  # a later session, after a restart
+    rng = np.random.default_rng(0)
+    weights = class_weights(later.class_history(student.id), ["EOSINOPHIL", "LYMPHOCYTE"])
+    assert weights["EOSINOPHIL"] > weights["LYMPHOCYTE"]  # the weak class is drawn more often
+    second = later.start_attempt(student.id, "practice")
+    later.record_answer(second.id, 0, pool[5], "EOSINOPHIL")
+    question, reason = pick_next_question(
+        pool, later.cards(student.id), later.student_step(student.id), weights, rng, avoid=[pool[5].path]
+    )
+    assert question == pool[0] and reason == "review (box 1)"
