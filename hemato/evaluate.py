@@ -7,12 +7,17 @@ images skipped because the model does not know their label, and one row per imag
 
 from __future__ import annotations
 
+import fcntl
 import hashlib
 import json
+import os
+import subprocess
+import sys
 import threading
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -426,23 +431,85 @@ def summary(result: dict[str, Any]) -> dict[str, Any]:
 
 
 # --------------------------------------------------------------------------------------------- background jobs
+#
+# An evaluation runs in its own process (``python -m hemato evaluate ... --progress-file``), not in a thread of
+# the Streamlit server: after every script run (so every second while a page polls) Streamlit calls
+# ``gc.collect(2)`` and ``keras.backend.clear_session()``, which hold the GIL for ~0.8 s once Keras is loaded and
+# starved a thread-based job 30-fold. The process writes its progress to a JSON file that any tab can read.
 
 
-@dataclass
-class EvaluationJob:
-    """One evaluation running in a background thread; poll ``status``, ``done``/``total`` and ``eta``."""
+def progress_path(cache_dir: Path, key: str) -> Path:
+    """The progress file of the evaluation job for ``key``."""
+    return Path(cache_dir) / "evaluations" / f"{key}.progress.json"
 
-    key: str
-    request: EvaluationRequest
-    cache_dir: Path
-    status: str = "queued"  # queued → running → done | failed
-    phase: str = "waiting for another evaluation to finish"
+
+def write_progress(path: Path, **fields: Any) -> None:
+    """Atomically merge ``fields`` into the progress file."""
+    state = read_progress(path) or {}
+    state.update(fields, updated=time.time())
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_suffix(f".{os.getpid()}.tmp")
+    tmp.write_text(json.dumps(state))
+    tmp.replace(path)
+
+
+def read_progress(path: Path) -> dict[str, Any] | None:
+    """The progress file's content, or None when absent or half-written."""
+    try:
+        return json.loads(Path(path).read_text())
+    except (OSError, json.JSONDecodeError):
+        return None
+
+
+@contextmanager
+def _one_at_a_time(cache_dir: Path) -> Iterator[None]:
+    # Two evaluations would only share the same two cores and both finish later: queue them on a file lock.
+    lock_path = Path(cache_dir) / "evaluations" / ".lock"
+    lock_path.parent.mkdir(parents=True, exist_ok=True)
+    with lock_path.open("w") as handle:
+        fcntl.flock(handle, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(handle, fcntl.LOCK_UN)
+
+
+def run_job(request: EvaluationRequest, cache_dir: Path, progress_file: Path) -> dict[str, Any]:
+    """Body of a background evaluation: waits its turn, evaluates, and records progress and outcome in a file.
+
+    Raises:
+        Whatever :func:`evaluate_model` raises, after recording it in the progress file as ``failed``.
+    """
+    write_progress(progress_file, status="queued", pid=os.getpid(), done=0, total=0, error="", started=None)
+    with _one_at_a_time(cache_dir):
+        write_progress(progress_file, status="running", phase="loading the model and images")
+        started: list[float] = []
+
+        def progress(done: int, total: int) -> None:
+            if not started:
+                started.append(time.time())
+            write_progress(progress_file, done=done, total=total, started=started[0], phase="predicting")
+
+        try:
+            result = evaluate_model(
+                request.model_dir, request.data_path, request.split_csv, request.split, cache_dir, progress
+            )
+        except Exception as exc:
+            write_progress(progress_file, status="failed", error=f"{type(exc).__name__}: {exc}")
+            raise
+        write_progress(progress_file, status="done", done=result["n"], total=result["n"])
+        return result
+
+
+@dataclass(frozen=True)
+class JobState:
+    """A snapshot of a background evaluation."""
+
+    status: str  # queued → running → done | failed
     done: int = 0
     total: int = 0
     started: float | None = None
     error: str = ""
-    result: dict[str, Any] | None = None
-    thread: threading.Thread | None = field(default=None, repr=False)
 
     @property
     def finished(self) -> bool:
@@ -452,73 +519,117 @@ class EvaluationJob:
     @property
     def fraction(self) -> float:
         """Share of images predicted, in [0, 1]."""
-        return self.done / self.total if self.total else 0.0
+        return min(1.0, self.done / self.total) if self.total else 0.0
 
     def eta(self) -> float | None:
         """Seconds left, extrapolated from the images done so far (None before the first batch)."""
         if self.started is None or self.done == 0 or self.total == 0:
             return None
-        elapsed = time.monotonic() - self.started
-        return elapsed / self.done * (self.total - self.done)
+        return (time.time() - self.started) / self.done * (self.total - self.done)
 
-    def _progress(self, done: int, total: int) -> None:
-        if self.started is None:
-            self.started = time.monotonic()
-            self.phase = "predicting"
-        self.done, self.total = done, total
 
-    def run(self, model: keras.Model | None = None) -> None:
-        """Do the work (in the calling thread); errors end up in ``error``, never raised."""
-        with _RUN_LOCK:
-            self.status, self.phase = "running", "loading the model and images"
-            try:
-                req = self.request
-                self.result = evaluate_model(
-                    req.model_dir, req.data_path, req.split_csv, req.split, self.cache_dir, self._progress, model
-                )
-                self.status, self.phase = "done", "done"
-            except Exception as exc:  # noqa: BLE001 -- a job reports every failure to the page, never dies silently
-                self.error = f"{type(exc).__name__}: {exc}"
-                self.status, self.phase = "failed", "failed"
+def _pid_alive(pid: int | None) -> bool:
+    if not pid:
+        return False
+    try:
+        os.kill(int(pid), 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+@dataclass
+class EvaluationJob:
+    """An evaluation running in a background process; :meth:`poll` reads its progress file."""
+
+    key: str
+    request: EvaluationRequest
+    cache_dir: Path
+    process: subprocess.Popen | None = field(default=None, repr=False)
+
+    @property
+    def progress_file(self) -> Path:
+        """Where the process records its progress."""
+        return progress_path(self.cache_dir, self.key)
+
+    def poll(self) -> JobState:
+        """The current state; a process that died without saying so is reported as failed."""
+        if load_result(self.cache_dir, self.key) is not None:
+            return JobState("done", 1, 1)
+        state = read_progress(self.progress_file) or {"status": "queued"}
+        status = state.get("status", "queued")
+        exit_code = self.process.poll() if self.process is not None else None
+        if status in ("queued", "running"):
+            gone = exit_code is not None if self.process is not None else not _pid_alive(state.get("pid"))
+            if gone and (self.process is not None or state.get("pid")):
+                code = f" (exit code {exit_code})" if exit_code is not None else ""
+                return JobState("failed", error=f"The evaluation process stopped unexpectedly{code}.")
+        return JobState(
+            status, int(state.get("done", 0)), int(state.get("total", 0)), state.get("started"), state.get("error", "")
+        )
+
+    def result(self) -> dict[str, Any] | None:
+        """The stored result once done."""
+        return load_result(self.cache_dir, self.key)
+
+    def wait(self, timeout: float = 600.0, interval: float = 0.5) -> JobState:
+        """Block until the job finishes or ``timeout`` seconds pass (for tests and scripts); return its state."""
+        deadline = time.monotonic() + timeout
+        state = self.poll()
+        while not state.finished and time.monotonic() < deadline:
+            time.sleep(interval)
+            state = self.poll()
+        return state
 
 
 _JOBS: dict[str, EvaluationJob] = {}
 _JOBS_LOCK = threading.Lock()
-# One evaluation at a time: two would only share the same two cores and both finish later.
-_RUN_LOCK = threading.Lock()
 
 
-def cached_result(request: EvaluationRequest, cache_dir: Path) -> dict[str, Any] | None:
-    """The stored result of ``request`` if it was computed before for this model file and data."""
-    _, _, key = request.resolve()
-    result = load_result(cache_dir, key)
-    return {**result, "cached": True} if result is not None else None
+def _spawn(request: EvaluationRequest, cache_dir: Path, progress_file: Path) -> subprocess.Popen:
+    from hemato.config import PROJECT_ROOT
+
+    cmd = [sys.executable, "-m", "hemato", "evaluate", "--model", str(request.model_dir)]
+    cmd += ["--data", str(request.data_path), "--split", request.split or "all"]
+    cmd += ["--cache-dir", str(cache_dir), "--progress-file", str(progress_file)]
+    if request.split_csv is not None:
+        cmd += ["--split-csv", str(request.split_csv)]
+    env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": os.environ.get("TF_CPP_MIN_LOG_LEVEL", "2")}
+    log = progress_file.with_suffix(".log")
+    log.parent.mkdir(parents=True, exist_ok=True)
+    with log.open("w") as out:
+        return subprocess.Popen(
+            cmd, cwd=PROJECT_ROOT, env=env, stdout=subprocess.DEVNULL, stderr=out, start_new_session=True
+        )
 
 
-def start_evaluation(request: EvaluationRequest, cache_dir: Path, model: keras.Model | None = None) -> EvaluationJob:
-    """Start (or join) the background evaluation of ``request``; a finished cached result comes back at once.
+def start_evaluation(request: EvaluationRequest, cache_dir: Path) -> EvaluationJob:
+    """Start (or join) the background evaluation of ``request``.
 
     Args:
         request: Model, data and split.
-        cache_dir: Result cache folder.
-        model: The already loaded model for ``request.model_dir`` (read only), or None to load it in the job.
+        cache_dir: Result cache folder (the settings' ``cache_dir``).
 
     Returns:
-        The job; the same object for every caller asking for the same (model file, data, split).
+        The job: the same one for every caller asking for the same (model file, data, split) while it runs;
+        already done when a cached result exists.
     """
     _, _, key = request.resolve()
+    cache_dir = Path(cache_dir)
     with _JOBS_LOCK:
         job = _JOBS.get(key)
-        if job is not None and job.status != "failed":
+        if job is not None and job.poll().status != "failed":
             return job
-        job = EvaluationJob(key, request, Path(cache_dir))
-        cached = load_result(cache_dir, key)
-        if cached is not None:
-            job.result, job.status, job.phase = {**cached, "cached": True}, "done", "done"
-            job.done = job.total = cached["n"]
-        else:
-            job.thread = threading.Thread(target=job.run, args=(model,), name=f"evaluate-{key}", daemon=True)
-            job.thread.start()
+        job = EvaluationJob(key, request, cache_dir)
+        progress_file = job.progress_file
+        previous = read_progress(progress_file)
+        attach = previous and previous.get("status") in ("queued", "running") and _pid_alive(previous.get("pid"))
+        if load_result(cache_dir, key) is None and not attach:
+            write_progress(progress_file, status="queued", done=0, total=0, error="", pid=None, started=None)
+            job.process = _spawn(request, cache_dir, progress_file)
+            write_progress(progress_file, pid=job.process.pid)
         _JOBS[key] = job
         return job
 

@@ -203,20 +203,32 @@ def test_background_job_runs_once_and_is_shared(tiny_model_dir: Path, data_with_
     request = EvaluationRequest(tiny_model_dir, data_with_basophils)
     job = start_evaluation(request, cache)
     assert start_evaluation(request, cache) is job
-    job.thread.join(timeout=300)
-    assert job.status == "done", job.error
-    assert job.result["n"] == 20 and job.fraction == 1.0
+    assert job.process is not None
+    state = job.wait(timeout=300)
+    assert state.status == "done", state.error or job.progress_file.with_suffix(".log").read_text()
+    assert state.fraction == 1.0
+    assert job.result()["n"] == 20 and job.result()["skipped"] == {"BASOPHIL": 3}
     assert evaluate_model(tiny_model_dir, data_with_basophils, cache_dir=cache)["cached"] is True
+    assert start_evaluation(request, cache) is job
 
 
 def test_background_job_reports_failure(tiny_model_dir: Path, pbc_mini: Path, tmp_path: Path) -> None:
     bad_model = tmp_path / "bad"
     shutil.copytree(tiny_model_dir, bad_model)
     (bad_model / "model.keras").write_bytes(b"not a keras file")
-    job = start_evaluation(EvaluationRequest(bad_model, pbc_mini), tmp_path)
-    job.thread.join(timeout=120)
-    assert job.status == "failed"
-    assert "could not be loaded" in job.error
+    job = start_evaluation(EvaluationRequest(bad_model, pbc_mini), tmp_path / "cache")
+    state = job.wait(timeout=300)
+    assert state.status == "failed"
+    assert "could not be loaded" in state.error
+
+
+def test_a_killed_job_is_reported_as_failed(tiny_model_dir: Path, pbc_mini: Path, tmp_path: Path) -> None:
+    job = start_evaluation(EvaluationRequest(tiny_model_dir, pbc_mini), tmp_path / "cache")
+    job.process.kill()
+    job.process.wait(timeout=30)
+    state = job.poll()
+    assert state.status == "failed"
+    assert "stopped unexpectedly" in state.error
 
 
 def test_missing_split_raises_dataset_error(tiny_model_dir: Path, pbc_mini: Path) -> None:

@@ -9,7 +9,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from hemato.evaluate import AUTO_SPLIT, evaluate_model, summary
+from hemato.evaluate import AUTO_SPLIT, EvaluationRequest, evaluate_model, run_job, summary
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -26,6 +26,8 @@ def register(sub: argparse._SubParsersAction) -> None:
     cmd.add_argument("--json", action="store_true", help="print the result as JSON")
     cmd.add_argument("--rows", action="store_true", help="with --json, include one row per image")
     cmd.add_argument("--no-cache", action="store_true", help="recompute even when a cached result exists")
+    cmd.add_argument("--cache-dir", type=Path, help="result cache folder (default: HEMATO_HOME/cache)")
+    cmd.add_argument("--progress-file", type=Path, help="record progress as JSON here (the app's background jobs)")
     cmd.set_defaults(handler=run)
 
 
@@ -75,15 +77,14 @@ def run(args: argparse.Namespace) -> int:
     """Evaluate and print the result."""
     from hemato.config import get_settings
 
-    result = evaluate_model(
-        args.model,
-        args.data,
-        args.split_csv,
-        args.split,
-        get_settings().cache_dir,
-        _progress_printer(),
-        refresh=args.no_cache,
-    )
+    cache_dir = args.cache_dir or get_settings().cache_dir
+    if args.progress_file:
+        request = EvaluationRequest(args.model, args.data, args.split_csv, args.split)
+        result = run_job(request, cache_dir, args.progress_file)
+    else:
+        result = evaluate_model(
+            args.model, args.data, args.split_csv, args.split, cache_dir, _progress_printer(), refresh=args.no_cache
+        )
     if args.json:
         print(json.dumps(result if args.rows else summary(result), indent=2))
     else:

@@ -16,6 +16,7 @@ from hemato.data import DatasetError, discover_dataset
 from hemato.evaluate import (
     AUTO_SPLIT,
     EvaluationRequest,
+    JobState,
     cross_lab_path,
     dataset_options,
     get_job,
@@ -32,7 +33,7 @@ TYPED_PATH = "Type a path…"
 ALL_IMAGES = "all images"
 PAGE_SIZE = 12
 THUMB = 160
-POLL_SECONDS = 1.0
+POLL_SECONDS = 1.5
 COMPARE_FORMAT = {
     "accuracy": "{:.2%}",
     "macro-F1": "{:.3f}",
@@ -158,26 +159,31 @@ def _fmt_seconds(seconds: float | None) -> str:
     return f"about {seconds:.0f} s left" if seconds < 90 else f"about {seconds / 60:.1f} min left"
 
 
-def _job_line(job: Any) -> tuple[float, str]:
-    if job.status == "queued":
-        return 0.0, "Queued: waiting for another evaluation to finish."
-    if job.total == 0:
+def _job_line(state: JobState) -> tuple[float, str]:
+    if state.status == "queued":
+        return 0.0, "Queued: starting, or waiting for another evaluation to finish."
+    if state.total == 0:
         return 0.0, "Loading the model and the first images…"
-    return job.fraction, f"{job.done:,} / {job.total:,} images · {_fmt_seconds(job.eta())}"
+    return state.fraction, f"{state.done:,} / {state.total:,} images · {_fmt_seconds(state.eta())}"
+
+
+def _state(key: str) -> JobState | None:
+    job = get_job(key)
+    return job.poll() if job is not None else None
 
 
 @st.fragment(run_every=POLL_SECONDS)
 def _poll_jobs(keys: list[str], title: str) -> None:
     jobs = [get_job(k) for k in keys]
-    if all(job is None or job.finished for job in jobs):
+    states = [job.poll() if job is not None else None for job in jobs]
+    if all(state is None or state.finished for state in states):
         st.rerun()
     st.markdown(title)
-    for job in jobs:
-        if job is None:
+    for job, state in zip(jobs, states, strict=True):
+        if job is None or state is None:
             continue
-        fraction, text = _job_line(job)
-        name = job.request.model_dir.name
-        st.progress(fraction, text=f"{name} on {job.request.data_path.name}: {text}")
+        fraction, text = _job_line(state)
+        st.progress(fraction, text=f"{job.request.model_dir.name} on {job.request.data_path.name}: {text}")
 
 
 def evaluation_result(model_dir: Path, data_path: Path, split: str | None, key: str) -> dict[str, Any] | None:
@@ -196,10 +202,10 @@ def evaluation_result(model_dir: Path, data_path: Path, split: str | None, key: 
     result = _stored_result(str(settings.cache_dir), job_key)
     if result is not None:
         return result
-    job = get_job(job_key)
-    if job is not None and job.status == "failed":
-        st.error(f"The evaluation failed: {job.error}")
-    if job is not None and not job.finished:
+    state = _state(job_key)
+    if state is not None and state.status == "failed":
+        st.error(f"The evaluation failed: {state.error}")
+    if state is not None and not state.finished:
         _poll_jobs([job_key], "**Evaluating in the background** (you can use other pages meanwhile).")
         return None
     where = f"the {split_used} split" if split_used else "all images"
@@ -223,11 +229,11 @@ def _results_for(requests: list[tuple[Path, Path, str | None]], key: str, label:
         keys.append(job_key)
         if _stored_result(str(settings.cache_dir), job_key) is None:
             missing.append((job_key, model_dir, data_path, split))
-    running = [k for k, *_ in missing if (job := get_job(k)) is not None and not job.finished]
-    for k, *_ in missing:
-        job = get_job(k)
-        if job is not None and job.status == "failed":
-            st.error(f"{job.request.model_dir.name} on {job.request.data_path.name} failed: {job.error}")
+    states = {k: _state(k) for k, *_ in missing}
+    running = [k for k, state in states.items() if state is not None and not state.finished]
+    for (_, model_dir, data_path, _split), state in zip(missing, states.values(), strict=True):
+        if state is not None and state.status == "failed":
+            st.error(f"{model_dir.name} on {data_path.name} failed: {state.error}")
     if running:
         _poll_jobs(running, "**Evaluating in the background**, one model at a time.")
         return None
