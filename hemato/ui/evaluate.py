@@ -669,7 +669,7 @@ def crosslab_panel(model_dir: Path, key: str) -> None:
                 st.caption(f"Skipped (class unknown to the model): {counts}")
     drop = results[0]["accuracy"] - results[1]["accuracy"]
     st.markdown(
-        f"Accuracy drops by **{drop:.1%}** points in the other lab."
+        f"Accuracy drops by **{drop * 100:.1f} percentage points** in the other lab."
         if drop > 0
         else "The model does as well in the other lab here."
     )
