@@ -102,6 +102,7 @@ def pick_model(key: str) -> tuple[Path, Any, Any] | None:
     except ModelLoadError as exc:
         st.error(str(exc))
         return None
+    _warm_up(model_dir, model, card)
     return model_dir, model, card
 
 
@@ -112,13 +113,45 @@ def _mtime(model_dir: Path) -> float:
     return path.stat().st_mtime if path.exists() else 0.0
 
 
-@st.cache_resource(show_spinner=False, max_entries=4)
-def _predictor(model_dir: str, mtime: float) -> Any:
+_PREDICTORS: dict[tuple[str, float], Any] = {}
+_WARMED: set[tuple[str, float]] = set()
+
+
+def _get_predictor(key: tuple[str, float], model: Any, card: Any) -> Any:
     from hemato.predict import Predictor
+
+    with _JOBS_LOCK:
+        if key not in _PREDICTORS:
+            _PREDICTORS[key] = Predictor(model, card.input_size)
+        return _PREDICTORS[key]
+
+
+def _warm_up(model_dir: Path, model: Any, card: Any) -> None:
+    """Compile the model's prediction and Grad-CAM graphs in the background (first calls take seconds)."""
+    key = (str(model_dir), _mtime(model_dir))
+    with _JOBS_LOCK:
+        if key in _WARMED:
+            return
+        _WARMED.add(key)
+
+    def work() -> None:
+        from hemato.explain import explain
+
+        blank = np.full((card.input_size, card.input_size, 3), 200, np.uint8)
+        try:
+            _get_predictor(key, model, card).predict_one(blank)
+            explain(model, blank, method="gradcam")
+        except Exception:  # noqa: BLE001 - warming is best effort; the real call reports errors
+            return
+
+    threading.Thread(target=work, daemon=True, name="hemato-quiz-warm-up").start()
+
+
+def _predictor(model_dir: str, mtime: float) -> Any:
     from hemato.ui.common import load_model_cached
 
     model, card = load_model_cached(Path(model_dir))
-    return Predictor(model, card.input_size)
+    return _get_predictor((model_dir, mtime), model, card)
 
 
 @st.cache_data(max_entries=2048, show_spinner=False)
