@@ -140,7 +140,7 @@ def test_practice_with_model_gives_feedback_verdict_and_gradcam(with_model: Path
     assert "Key cue for" in body and "**Model:**" in body and "confident" in body
     assert len(at.get("image")) >= 2  # the question image and the Grad-CAM overlay
     next(b for b in at.button if b.label == "Finish and see my report").click().run()
-    kappa = next(m for m in at.metric if m.label.startswith("Agreement with the model"))
+    kappa = next(m for m in at.metric if m.label == "Agreement with model (κ)")
     assert kappa.value != "—"
 
 

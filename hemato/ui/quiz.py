@@ -389,13 +389,13 @@ def render_report(report: QuizReport, key: str) -> None:
     cols[1].metric(
         "Model on the same images", "no model yet" if report.model_accuracy is None else f"{report.model_accuracy:.0%}"
     )
-    cols[2].metric("Agreement with the model (Cohen's κ)", "—" if report.kappa is None else f"{report.kappa:.2f}")
+    cols[2].metric("Agreement with model (κ)", "—" if report.kappa is None else f"{report.kappa:.2f}")
     cols[3].metric("Time per question", "—" if report.mean_seconds is None else f"{report.mean_seconds:.1f} s")
     if report.n_answered < report.n_questions:
         st.caption(f"{report.n_questions - report.n_answered} question(s) unanswered count as wrong.")
     if report.kappa is not None:
         st.caption(
-            "κ measures how often you and the model give the same answer beyond chance: "
+            "κ (Cohen's kappa) measures how often you and the model give the same answer beyond chance: "
             "1 = always agree, 0 = chance level, below 0 = systematic disagreement."
         )
     st.markdown("**Accuracy per class**")
