@@ -556,11 +556,11 @@ class EvaluationJob:
 
     def poll(self) -> JobState:
         """The current state; a process that died without saying so is reported as failed."""
+        exit_code = self.process.poll() if self.process is not None else None  # also reaps a finished child
         if load_result(self.cache_dir, self.key) is not None:
             return JobState("done", 1, 1)
         state = read_progress(self.progress_file) or {"status": "queued"}
         status = state.get("status", "queued")
-        exit_code = self.process.poll() if self.process is not None else None
         if status in ("queued", "running"):
             gone = exit_code is not None if self.process is not None else not _pid_alive(state.get("pid"))
             if gone and (self.process is not None or state.get("pid")):
