@@ -73,9 +73,9 @@ def feature_maps(model: keras.Model, image: np.ndarray, layer: str, top: int = 1
     if layer not in cam_layers(model):
         raise ValueError(f"Layer {layer!r} has no feature maps; pick a layer with a 4-D output.")
     store = _model_cache(model)
-    key = f"layer_model:{layer}"
+    key = f"feature_model:{layer}"
     if key not in store:
-        store[key] = keras.Model(model.inputs, model.get_layer(layer).output, name=f"{model.name}_{layer}")
+        store[key] = keras.Model(model.input, model.get_layer(layer).output, name=f"{model.name}_{layer}")
     x = resize_image(np.asarray(image), model_input_size(model)).astype(np.float32)[None]
     acts = np.asarray(store[key](x, training=False))[0]
     means = acts.mean(axis=(0, 1))

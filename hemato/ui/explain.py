@@ -293,7 +293,8 @@ def saliency_controls(model: Any, classes: list[str], key: str) -> dict[str, Any
     alpha = c4.slider("Overlay opacity", 0.0, 1.0, 0.45, 0.05, key=f"{key}_alpha")
     cmap = c5.selectbox("Colour map", COLORMAPS, key=f"{key}_cmap")
     target = None if target_label == "predicted class" else classes.index(target_label)
-    return {"method": method, "target": target, "layer": layer, "alpha": alpha, "cmap": cmap}
+    label = None if target is None else target_label
+    return {"method": method, "target": target, "target_label": label, "layer": layer, "alpha": alpha, "cmap": cmap}
 
 
 def saliency_view(
@@ -328,7 +329,7 @@ def saliency_view(
 def _show_triplet(image: InputImage, heat: np.ndarray, opts: dict[str, Any], title: str) -> None:
     from hemato.explain import colorize
 
-    a, b, c = st.columns(3)
+    a, b, c, _ = st.columns([1, 1, 1, 0.6])
     a.image(image.array, caption=f"{image.name}", width="stretch")
     b.image(overlay(image.array, heat, opts["alpha"], opts["cmap"]), caption=f"{title} overlay", width="stretch")
     c.image(colorize(heat, opts["cmap"]), caption=f"{title} heatmap", width="stretch")
@@ -384,8 +385,8 @@ def compare_models(first: tuple[str, Path], image: InputImage, opts: dict[str, A
     method = opts["method"] if opts["method"] not in SLOW_METHODS else "gradcam"
     if method != opts["method"]:
         st.caption("The comparison uses Grad-CAM (fast); slow methods run in the grid above.")
-    cols = st.columns(2)
-    for col, (name, path) in zip(cols, [first, (second_name, dict(models)[second_name])], strict=True):
+    cols = st.columns([1, 1, 0.8])
+    for col, (name, path) in zip(cols[:2], [first, (second_name, dict(models)[second_name])], strict=True):
         loaded = load(path)
         if loaded is None:
             continue
@@ -393,9 +394,9 @@ def compare_models(first: tuple[str, Path], image: InputImage, opts: dict[str, A
         mkey = model_cache_key(path)
         probs = predict_images(predictor, mkey, [image])[0]
         best = int(np.argmax(probs))
-        target = opts["target"]
-        if target is not None and target >= len(card.classes):
-            target = None
+        # Match the explained class by name: the two models may list different classes.
+        label = opts["target_label"]
+        target = card.classes.index(label) if label in card.classes else None
         try:
             heat = _fast_heatmap(model, image, method, target, _default_layer(model), mkey)
         except ValueError as exc:
