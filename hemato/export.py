@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import io
+import threading
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -53,6 +54,7 @@ class TFLitePredictor:
         self.path = Path(path)
         self._interpreter = Interpreter(model_path=str(self.path), num_threads=num_threads)
         self._interpreter.allocate_tensors()
+        self._lock = threading.Lock()  # one interpreter, shared by every Streamlit session
         self._input = self._interpreter.get_input_details()[0]
         self._output = self._interpreter.get_output_details()[0]
         self.input_size = int(self._input["shape"][1])
@@ -61,10 +63,11 @@ class TFLitePredictor:
         """Probabilities (N, C) for a uint8 batch at ``input_size`` or a list of images of any size."""
         batch = prepare_batch(images, self.input_size)
         out = []
-        for x in batch:
-            self._interpreter.set_tensor(self._input["index"], x[None])
-            self._interpreter.invoke()
-            out.append(np.array(self._interpreter.get_tensor(self._output["index"])[0], dtype=np.float32))
+        with self._lock:
+            for x in batch:
+                self._interpreter.set_tensor(self._input["index"], x[None])
+                self._interpreter.invoke()
+                out.append(np.array(self._interpreter.get_tensor(self._output["index"])[0], dtype=np.float32))
         return np.stack(out) if out else np.zeros((0, int(self._output["shape"][-1])), dtype=np.float32)
 
     def predict_one(self, image: ImageLike) -> np.ndarray:

@@ -40,7 +40,7 @@ predict_tab, saliency_tab, layers_tab, neurons_tab, imagenet_tab = st.tabs(
     ["Prediction", "Saliency", "Layers", "Neurons", "What the pretrained network sees"]
 )
 with predict_tab:
-    ui.show_predictions(images, probs, card.classes, "predict_results")
+    ui.show_predictions(images, probs, card.classes, "predict_results", predictor.backend)
 with saliency_tab:
     opts = ui.saliency_controls(model, card.classes, "predict_saliency")
     ui.saliency_view(model, model_key, current, card.classes, current_probs, opts, "predict_saliency")

@@ -3,14 +3,17 @@
 from __future__ import annotations
 
 import json
+import time
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 from hemato.cli import main
 from hemato.data import discover_dataset, load_images
 from hemato.export import TFLitePredictor, check_agreement, export_tflite
 from hemato.models import load_model
+from hemato.predict import Predictor, start_tflite_export, tflite_cache_path
 
 pytestmark = pytest.mark.slow
 
@@ -27,6 +30,22 @@ def test_tflite_agrees_with_keras_on_pbc_mini(tiny_model_dir: Path, pbc_mini: Pa
     lite = TFLitePredictor(path)
     assert lite.input_size == card.input_size
     assert lite.predict_one(images[0]).shape == (len(card.classes),)
+    fast = Predictor(model, card.input_size, path)
+    assert fast.backend == "tflite"
+    reference = Predictor(model, card.input_size).predict(images[:8])
+    np.testing.assert_allclose(fast.predict(images[:8]), reference, atol=1e-4)
+
+
+def test_background_export_runs_once_and_lands_in_the_cache(tiny_model_dir: Path, tmp_path: Path) -> None:
+    target = tflite_cache_path(tmp_path / "cache", tiny_model_dir)
+    assert start_tflite_export(tiny_model_dir, target) is True
+    assert start_tflite_export(tiny_model_dir, target) is False  # already under way
+    deadline = time.monotonic() + 240
+    while not target.exists() and time.monotonic() < deadline:
+        time.sleep(1)
+    assert target.is_file(), target.with_suffix(".log").read_text()
+    assert TFLitePredictor(target).input_size == load_model(tiny_model_dir)[1].input_size
+    assert start_tflite_export(tiny_model_dir, target) is False  # done
 
 
 def test_cli_export_with_check(tiny_model_dir: Path, pbc_mini: Path, tmp_path: Path, capsys) -> None:

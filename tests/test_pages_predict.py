@@ -14,6 +14,7 @@ from streamlit.testing.v1 import AppTest
 
 from hemato.cli import main
 from hemato.imaging import MAX_PIXELS
+from hemato.predict import ENV_TFLITE_EXPORT
 from hemato.ui.explain import SOURCE_DATASET, decode_uploads
 from tests.conftest import project_path
 
@@ -27,6 +28,7 @@ def models_dir(tiny_model_dir: Path, tmp_path: Path, pbc_mini: Path, monkeypatch
     shutil.copytree(tiny_model_dir, models / "default")
     monkeypatch.setenv("HEMATO_MODELS_DIR", str(models))
     monkeypatch.setenv("HEMATO_DATA_DIR", str(pbc_mini))
+    monkeypatch.setenv(ENV_TFLITE_EXPORT, "0")  # no background export processes in page tests
     return models
 
 

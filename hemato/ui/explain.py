@@ -7,6 +7,7 @@ fragments poll their progress so the page never blocks.
 from __future__ import annotations
 
 import hashlib
+import os
 import threading
 import time
 import traceback
@@ -35,6 +36,10 @@ SOURCE_DATASET = "Pick from the dataset"
 POLL_SECONDS = 0.7
 GRID_COLUMNS = 5
 MAX_IMAGES = 200
+BACKEND_LABELS = {
+    "tflite": "TFLite / LiteRT with XNNPACK",
+    "tf.function": "compiled TensorFlow graph (the TFLite export is prepared in the background)",
+}
 
 
 @dataclass
@@ -127,21 +132,45 @@ def image_input(key: str) -> list[InputImage]:
 
 
 @st.cache_resource(show_spinner=False, max_entries=4)
-def _predictor(model_dir: str, mtime_key: str) -> Any:
+def _predictor(model_dir: str, mtime_key: str, tflite: str | None) -> Any:
     from hemato.predict import Predictor
 
     model, card = load_model_cached(Path(model_dir))
+    if tflite is not None:
+        try:
+            return Predictor(model, card.input_size, Path(tflite))
+        except (ValueError, RuntimeError, OSError):
+            pass  # a damaged export: the compiled Keras path gives the same answers
     return Predictor(model, card.input_size)
 
 
+def _tflite_file(model_dir: Path) -> str | None:
+    """The model's TFLite export if present (model folder or cache); else start exporting it in the background."""
+    from hemato.export import TFLITE_FILE
+    from hemato.predict import ENV_TFLITE_EXPORT, start_tflite_export, tflite_cache_path
+
+    beside = Path(model_dir) / TFLITE_FILE
+    cached = tflite_cache_path(get_settings().cache_dir, model_dir)
+    for path in (cached, beside):
+        if path.is_file() and path.stat().st_mtime >= (Path(model_dir) / "model.keras").stat().st_mtime:
+            return str(path)
+    if os.environ.get(ENV_TFLITE_EXPORT, "1") != "0":
+        start_tflite_export(model_dir, cached)
+    return None
+
+
 def load(model_dir: Path) -> tuple[Any, Any, Any] | None:
-    """(model, card, predictor) for a model folder, or None after an error message."""
+    """(model, card, predictor) for a model folder, or None after an error message.
+
+    The predictor runs on the model's TFLite export once it exists (exported once in a background process),
+    and on the compiled Keras graph until then.
+    """
     try:
         model, card = load_model_cached(model_dir)
     except ModelLoadError as exc:
         st.error(str(exc))
         return None
-    return model, card, _predictor(str(model_dir), model_cache_key(model_dir))
+    return model, card, _predictor(str(model_dir), model_cache_key(model_dir), _tflite_file(model_dir))
 
 
 def predict_images(predictor: Any, model_key: str, images: list[InputImage]) -> np.ndarray:
@@ -188,8 +217,12 @@ def results_table(images: list[InputImage], probs: np.ndarray, classes: list[str
     return pd.DataFrame(rows)
 
 
-def show_predictions(images: list[InputImage], probs: np.ndarray, classes: list[str], key: str) -> None:
+def show_predictions(
+    images: list[InputImage], probs: np.ndarray, classes: list[str], key: str, backend: str = ""
+) -> None:
     """One card per image (few images) plus a table with CSV download (several images)."""
+    if backend:
+        st.caption(f"Inference through the fast path: {BACKEND_LABELS.get(backend, backend)}.")
     if len(images) > 1:
         table = results_table(images, probs, classes)
         st.dataframe(table, hide_index=True, width="stretch", key=f"{key}_table")

@@ -14,7 +14,7 @@ pytestmark = pytest.mark.e2e
 def app_env(app_env: dict[str, str], tiny_model_dir: Path, tmp_path: Path) -> dict[str, str]:
     models = tmp_path / "e2e_models"
     shutil.copytree(tiny_model_dir, models / "default")
-    return {**app_env, "HEMATO_MODELS_DIR": str(models)}
+    return {**app_env, "HEMATO_MODELS_DIR": str(models), "HEMATO_TFLITE_EXPORT": "0"}
 
 
 def test_upload_shows_prediction_and_gradcam(app_url: str, page, pbc_mini: Path, tmp_path: Path) -> None:
