@@ -220,6 +220,13 @@ def overview_section(ds: Dataset) -> None:
 # --------------------------------------------------------------------------------------------- samples
 
 
+def _relative(path: str, root: Path) -> str:
+    try:
+        return str(Path(path).relative_to(root))
+    except ValueError:
+        return path
+
+
 def _show_thumb(path: str, cache_dir: Path, caption: str) -> bool:
     try:
         st.image(str(explore.thumbnail_path(path, cache_dir)), caption=caption, width="stretch")
@@ -275,7 +282,7 @@ def samples_section(ds: Dataset) -> None:
         st.image(img, caption=Path(row["path"]).name, width="stretch")
         st.markdown(
             f"**Class:** {row['label']}  \n**Split:** {row['split'] or '—'}  \n"
-            f"**Size:** {img.width}×{img.height} px  \n**File:** `{Path(row['path']).relative_to(ds.root)}`"
+            f"**Size:** {img.width}×{img.height} px  \n**File:** `{_relative(row['path'], ds.root)}`"
         )
 
 
@@ -482,12 +489,17 @@ def embedding_section(ds: Dataset) -> None:
         color="label",
         hover_data={"file": True, "split": True, "x": False, "y": False, "label": True},
         category_orders={"label": ds.classes},
+        color_discrete_sequence=px.colors.qualitative.Set1,
         title=title,
         opacity=0.75,
     )
     fig.update_traces(marker={"size": 6})
     fig.update_layout(height=560, margin={"t": 50, "b": 10}, xaxis_title=None, yaxis_title=None)
-    st.caption("Click a point (or lasso several) to see the cells. Overlapping colours = classes the features confuse.")
+    st.caption(
+        "Click a point (or lasso several) to see the cells. Overlapping colours = classes the frozen ImageNet "
+        "features do not separate by themselves. PCA keeps only two directions of variance; t-SNE keeps "
+        "neighbourhoods and usually shows the class clusters more clearly."
+    )
     event = st.plotly_chart(fig, key="explore_embed_chart", on_select="rerun", selection_mode=("points", "lasso"))
     points = event.selection.points if event and event.selection else []
     picked = []

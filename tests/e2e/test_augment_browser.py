@@ -50,3 +50,30 @@ def test_moving_a_slider_changes_the_preview(app_url, page) -> None:
     assert after[0] == before[0], "the original image does not change"
     assert page.locator(PREVIEW_IMAGES).nth(1).screenshot() != first_pixels
     assert page.locator(".st-key-aug_rotation_max_degrees input[type='range']").input_value() == "0"
+
+
+def test_bad_upload_gets_a_clear_error(app_url, page, tmp_path) -> None:
+    bad = tmp_path / "notes.png"
+    bad.write_bytes(b"this is not an image")
+    page.goto(f"{app_url}/Augmentation_Studio")
+    page.get_by_text("Upload an image").click()
+    page.locator("[data-testid='stFileUploaderDropzoneInput']").set_input_files(str(bad))
+    page.get_by_text("Cannot use this upload").wait_for()
+    assert "is not an image file" in page.inner_text("body")
+
+
+def test_explorer_accepts_an_uploaded_zip_dataset(app_url, page, tmp_path) -> None:
+    import zipfile
+
+    archive = tmp_path / "cells.zip"
+    with zipfile.ZipFile(archive, "w") as zf:
+        for cls in ("LYMPHOCYTE", "MONOCYTE"):
+            for img in sorted((PBC_MINI / cls).glob("*.jpg"))[:5]:
+                zf.write(img, f"my_cells/{cls}/{img.name}")
+    page.goto(f"{app_url}/Dataset_Explorer")
+    page.get_by_text("Split composition").wait_for()
+    page.get_by_text("Upload a zip…").click()
+    page.locator("[data-testid='stFileUploaderDropzoneInput']").set_input_files(str(archive))
+    page.get_by_text("This dataset has no split").wait_for()
+    metrics = page.locator("[data-testid='stMetricValue']").all_inner_texts()
+    assert metrics[:2] == ["10", "2"]
