@@ -14,7 +14,6 @@ can poll them and a reload never loses them.
 from __future__ import annotations
 
 import hashlib
-import io
 import json
 import threading
 import time
@@ -108,14 +107,6 @@ def thumbnail_path(path: str, cache_dir: Path, size: int = THUMB_SIZE) -> Path:
     if not target.is_file():
         _write_thumb(open_image(path), target, size)
     return target
-
-
-def thumbnail_data_uri(path: str, cache_dir: Path, size: int = 96) -> str:
-    """A small thumbnail as a ``data:`` URI (for HTML/plot hovers)."""
-    import base64
-
-    data = thumbnail_path(path, cache_dir, size).read_bytes()
-    return "data:image/jpeg;base64," + base64.b64encode(data).decode()
 
 
 # --------------------------------------------------------------------------------------------- per-image stats
@@ -635,10 +626,3 @@ def bench_explore(dataset_path: Path | None = None, cache_dir: Path | None = Non
         find_duplicates(stats)
         warm = time.perf_counter() - start
     return {"images": float(len(frame)), "cold_build_s": round(cold, 2), "warm_load_s": round(warm, 3)}
-
-
-def image_bytes(path: str) -> bytes:
-    """A full-size image re-encoded as PNG (for the larger view)."""
-    buffer = io.BytesIO()
-    open_image(path).save(buffer, format="PNG")
-    return buffer.getvalue()

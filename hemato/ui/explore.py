@@ -263,15 +263,18 @@ def samples_section(ds: Dataset) -> None:
         columns = st.columns(6)
         for i, row in enumerate(rows.itertuples(index=False)):
             with columns[i % 6]:
-                if _show_thumb(row.path, cache_dir, f"{row.label} · {row.split or '—'}") and st.button(
-                    "View", key=f"explore_view_{(page - 1) * per_page + i}", width="stretch"
+                # Class as caption, split on the button: one line each, so the grid stays aligned.
+                if _show_thumb(row.path, cache_dir, row.label) and st.button(
+                    f"View · {row.split}" if row.split else "View",
+                    key=f"explore_view_{(page - 1) * per_page + i}",
+                    width="stretch",
                 ):
                     st.session_state["explore_selected"] = row.path
     with view_col:
         selected = st.session_state.get("explore_selected")
         match = frame[frame["path"] == selected] if selected else frame.iloc[:0]
         if match.empty:
-            st.caption("Press **View** under an image for a larger view.")
+            st.caption("Press **View** under an image for a larger view (the button names its split).")
             return
         row = match.iloc[0]
         try:

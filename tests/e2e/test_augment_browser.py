@@ -17,7 +17,13 @@ def _preview_sources(page) -> list[str]:
     return page.eval_on_selector_all(PREVIEW_IMAGES, "els => els.map(e => e.getAttribute('src'))")
 
 
-def _wait_for_change(page, before: list[str], timeout: float = 60) -> list[str]:
+def _wait_until_idle(page) -> None:
+    """Wait until Streamlit has finished running the script (its 'running' indicator is gone)."""
+    time.sleep(0.5)
+    page.wait_for_function("() => !document.querySelector('[data-testid=\"stStatusWidget\"]')")
+
+
+def _wait_for_change(page, before: list[str], timeout: float = 120) -> list[str]:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         now = _preview_sources(page)
@@ -36,6 +42,7 @@ def test_moving_a_slider_changes_the_preview(app_url, page) -> None:
     page.goto(f"{app_url}/Augmentation_Studio")
     page.get_by_text("These settings are the").wait_for()
     page.locator(PREVIEW_IMAGES).nth(7).wait_for()
+    _wait_until_idle(page)
     before = _preview_sources(page)
     assert len(before) == 8, "original + 7 draws"
     first_pixels = page.locator(PREVIEW_IMAGES).nth(1).screenshot()
