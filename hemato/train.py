@@ -21,7 +21,7 @@ from typing import Any
 
 import numpy as np
 
-from hemato.data import Dataset, DatasetError, assign_splits, check_dataset, discover_dataset, label_indices
+from hemato.data import Dataset, DatasetError, assign_splits, discover_dataset, label_indices
 from hemato.models import MODEL_FILE, ModelCard, get_backbone
 
 MIN_TRAIN_PER_CLASS = 5
@@ -130,9 +130,9 @@ def prepare_data(config: TrainConfig) -> PreparedData:
         DatasetError: Fewer than two classes, too few images in a class, or unreadable data.
     """
     dataset = discover_dataset(config.data, config.split_csv)
-    report = check_dataset(dataset, decode=False)
-    if not report.usable:
-        raise DatasetError(" ".join(report.errors))
+    if dataset.frame["label"].nunique() < 2:
+        found = ", ".join(dataset.classes) or "none"
+        raise DatasetError(f"Only one class ({found}) found; a classifier needs at least two class folders.")
     if config.max_per_class:
         frame = dataset.frame.groupby("label", group_keys=False).head(config.max_per_class)
         dataset = Dataset(dataset.root, frame.reset_index(drop=True), dataset.source, dataset.manifest)
@@ -182,21 +182,27 @@ def class_weights(labels: np.ndarray, n_classes: int) -> dict[int, float]:
 
 
 class _ImageCache:
-    """Decoded, resized images kept in memory when they fit, so fine-tuning epochs skip JPEG decoding."""
+    """Decoded, resized images kept in memory once read (when they fit), so later epochs skip JPEG decoding."""
 
-    def __init__(self, paths: list[str], size: int, preload: bool) -> None:
-        from hemato.data import load_images
-
+    def __init__(self, paths: list[str], size: int, keep: bool) -> None:
         self.size = size
         self.index = {p: i for i, p in enumerate(paths)}
-        self.array = load_images(paths, size) if preload else None
+        self.array = np.zeros((len(paths), size, size, 3), np.uint8) if keep else None
+        self.filled = np.zeros(len(paths), bool)
 
     def load(self, chunk: Any) -> np.ndarray:
+        """The uint8 images of ``chunk`` (decoded on first use, then served from memory)."""
         from hemato.data import load_images
 
+        chunk = list(chunk)
         if self.array is None:
-            return load_images(list(chunk), self.size)
-        return self.array[[self.index[p] for p in chunk]]
+            return load_images(chunk, self.size)
+        rows = np.array([self.index[p] for p in chunk])
+        missing = rows[~self.filled[rows]]
+        if len(missing):
+            self.array[missing] = load_images([chunk[k] for k in np.flatnonzero(~self.filled[rows])], self.size)
+            self.filled[missing] = True
+        return self.array[rows]
 
 
 def _progress_callback(writer: RunWriter, phase: str, epochs: int, steps: int, batch_size: int) -> Any:
@@ -279,9 +285,9 @@ def _checkpoint_and_stop(run_dir: Path, patience: int) -> list[Any]:
 
 
 def _train_head_on_features(
-    config: TrainConfig, data: PreparedData, model: Any, writer: RunWriter, cache: _ImageCache | None
-) -> None:
-    """Phase 1: fit a copy of the head on cached features, then copy its weights into ``model``."""
+    config: TrainConfig, data: PreparedData, writer: RunWriter, cache: _ImageCache | None
+) -> list[np.ndarray]:
+    """Phase 1: fit the head on cached backbone features; return its ``predictions`` weights."""
     import keras
 
     from hemato.config import get_settings
@@ -339,7 +345,7 @@ def _train_head_on_features(
         ],
         verbose=0,
     )
-    model.get_layer("predictions").set_weights(head.get_layer("predictions").get_weights())
+    return head.get_layer("predictions").get_weights()
 
 
 def _image_pipeline(cache: _ImageCache, ds: Dataset, classes: list[str], config: TrainConfig, train: bool) -> Any:
@@ -457,24 +463,25 @@ def run_training(config: TrainConfig, run_dir: Path, echo: Callable[[dict[str, A
     try:
         data = prepare_data(config)
         keras.utils.set_random_seed(config.seed)
-        weights = config.weights if config.backbone != "small_cnn" else None
+        writer.update(classes=data.classes, n_train=len(data.train), n_val=len(data.val))
+        all_paths = data.train.frame["path"].tolist() + data.val.frame["path"].tolist()
+        if data.test is not None:
+            all_paths += data.test.frame["path"].tolist()
+        fits = len(all_paths) * config.size * config.size * 3 <= MAX_PRELOAD_BYTES
+        needs_images = config.fine_tune_epochs > 0 or not config.uses_feature_cache
+        cache = _ImageCache(all_paths, config.size, keep=needs_images and fits)
+        head_weights = _train_head_on_features(config, data, writer, cache) if config.uses_feature_cache else None
+        writer.update(phase="building model")
         model, weights_source = build_model(
             config.backbone,
             data.classes,
             config.size,
-            weights=weights,
+            weights=config.weights if config.backbone != "small_cnn" else None,
             weights_dir=get_settings().weights_dir,
             dropout=config.dropout,
         )
-        writer.update(phase="loading images", classes=data.classes, n_train=len(data.train), n_val=len(data.val))
-        all_paths = data.train.frame["path"].tolist() + data.val.frame["path"].tolist()
-        if data.test is not None:
-            all_paths += data.test.frame["path"].tolist()
-        needs_images = config.fine_tune_epochs > 0 or not config.uses_feature_cache
-        fits = len(all_paths) * config.size * config.size * 3 <= MAX_PRELOAD_BYTES
-        cache = _ImageCache(all_paths, config.size, preload=needs_images and fits)
-        if config.uses_feature_cache:
-            _train_head_on_features(config, data, model, writer, cache)
+        if head_weights is not None:
+            model.get_layer("predictions").set_weights(head_weights)
             if config.fine_tune_epochs > 0 and config.fine_tune_layers > 0 and not stop_requested(run_dir):
                 set_trainable(model, config.fine_tune_layers)
                 _fit_images(

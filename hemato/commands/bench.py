@@ -1,4 +1,4 @@
-"""``python -m hemato bench predict|train``: speed measurements printed as JSON."""
+"""``python -m hemato bench predict|train|explore``: speed measurements printed as JSON."""
 
 from __future__ import annotations
 
@@ -22,6 +22,9 @@ def register(sub: argparse._SubParsersAction) -> None:
     train.add_argument("--backbones", nargs="+", default=["mobilenet_v2", "vgg16"])
     train.add_argument("--full", action="store_true", help="also build the default model from nothing (minutes)")
     train.set_defaults(handler=run_bench_train)
+    explore = bench_sub.add_parser("explore", help="explorer cache build (cold) and warm load")
+    explore.add_argument("--data", type=Path, help="dataset (default: the configured one)")
+    explore.set_defaults(handler=run_bench_explore)
 
 
 def run_bench_predict(args: argparse.Namespace) -> int:
@@ -38,4 +41,12 @@ def run_bench_train(args: argparse.Namespace) -> int:
 
     result = bench_train(args.data, args.split_csv, tuple(args.backbones), full=args.full)
     print(json.dumps(result, indent=2))
+    return 0
+
+
+def run_bench_explore(args: argparse.Namespace) -> int:
+    """Print :func:`hemato.explore.bench_explore` results."""
+    from hemato.explore import bench_explore
+
+    print(json.dumps(bench_explore(args.data), indent=2))
     return 0
