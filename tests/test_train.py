@@ -81,7 +81,7 @@ def config_classes(path: Path) -> list[str]:
 @pytest.mark.slow
 def test_stop_keeps_the_best_checkpoint(pbc_mini: Path) -> None:
     config = TrainConfig(
-        data=str(pbc_mini), backbone="small_cnn", epochs=40, patience=40, **{**TINY, "augment": "none"}
+        data=str(pbc_mini), backbone="small_cnn", epochs=40, **{**TINY, "augment": "none", "patience": 40}
     )
     run = submit_run(config)
     deadline = time.monotonic() + 240
@@ -96,7 +96,7 @@ def test_stop_keeps_the_best_checkpoint(pbc_mini: Path) -> None:
 @pytest.mark.slow
 def test_killed_worker_is_marked_failed(pbc_mini: Path) -> None:
     config = TrainConfig(
-        data=str(pbc_mini), backbone="small_cnn", epochs=40, patience=40, **{**TINY, "augment": "none"}
+        data=str(pbc_mini), backbone="small_cnn", epochs=40, **{**TINY, "augment": "none", "patience": 40}
     )
     run = submit_run(config)
     assert _wait(run.id, ("running",)) == "running"
