@@ -261,11 +261,13 @@ def _progress_callback(writer: RunWriter, phase: str, epochs: int, steps: int, b
     return Progress()
 
 
-def _compile(model: Any, learning_rate: float) -> None:
+def _compile(model: Any, learning_rate: float, decay_steps: int = 0) -> None:
+    """Adam with sparse cross-entropy; a cosine decay to zero over ``decay_steps`` when given."""
     import keras
 
+    schedule = keras.optimizers.schedules.CosineDecay(learning_rate, decay_steps) if decay_steps else learning_rate
     model.compile(
-        optimizer=keras.optimizers.Adam(learning_rate),
+        optimizer=keras.optimizers.Adam(schedule),
         loss="sparse_categorical_crossentropy",
         metrics=["accuracy"],
     )
@@ -404,8 +406,8 @@ def _fit_images(
     train = _image_pipeline(cache, data.train, data.classes, config, train=True)
     val = _image_pipeline(cache, data.val, data.classes, config, train=False)
     y_train = label_indices(data.train.frame["label"].tolist(), data.classes)
-    _compile(model, learning_rate)
     steps = math.ceil(len(data.train) / config.batch_size)
+    _compile(model, learning_rate, decay_steps=epochs * steps)
     model.fit(
         train,
         validation_data=val,
