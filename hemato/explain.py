@@ -45,6 +45,17 @@ def _model_cache(model: keras.Model) -> dict[str, Any]:
     return entry[1]
 
 
+def layer_model(model: keras.Model, layer: str) -> keras.Model:
+    """A cached sub-model from the image input to ``layer``'s output (shares the caller's weights)."""
+    import keras
+
+    store = _model_cache(model)
+    key = f"layer_model:{layer}"
+    if key not in store:
+        store[key] = keras.Model(model.inputs, model.get_layer(layer).output, name=f"{model.name}_{layer}")
+    return store[key]
+
+
 def linear_model(model: keras.Model) -> keras.Model:
     """A new model sharing ``model``'s layers whose output is the pre-softmax logits (cached per model).
 
@@ -315,7 +326,6 @@ def maximize_activation(
     Raises:
         ValueError: No units, or a unit index beyond the layer's channels.
     """
-    import keras
     import tensorflow as tf
     from tf_keras_vis.activation_maximization import ActivationMaximization
     from tf_keras_vis.activation_maximization.callbacks import Callback
@@ -328,11 +338,7 @@ def maximize_activation(
     else:
         if layer not in cam_layers(model):
             raise ValueError(f"Layer {layer!r} is not a convolution-map layer of {model.name}.")
-        store = _model_cache(model)
-        key = f"layer_model:{layer}"
-        if key not in store:
-            store[key] = keras.Model(model.inputs, model.get_layer(layer).output, name=f"{model.name}_{layer}")
-        target = store[key]
+        target = layer_model(model, layer)
     n_units = int(target.output.shape[-1])
     if max(units) >= n_units or min(units) < 0:
         raise ValueError(f"Unit indices must be in 0..{n_units - 1}; got {units}.")

@@ -65,19 +65,14 @@ def feature_maps(model: keras.Model, image: np.ndarray, layer: str, top: int = 1
     Raises:
         ValueError: ``layer`` has no spatial (4-D) output.
     """
-    import keras
 
-    from hemato.explain import _model_cache, cam_layers, model_input_size
+    from hemato.explain import cam_layers, layer_model, model_input_size
     from hemato.predict import resize_image
 
     if layer not in cam_layers(model):
         raise ValueError(f"Layer {layer!r} has no feature maps; pick a layer with a 4-D output.")
-    store = _model_cache(model)
-    key = f"feature_model:{layer}"
-    if key not in store:
-        store[key] = keras.Model(model.input, model.get_layer(layer).output, name=f"{model.name}_{layer}")
     x = resize_image(np.asarray(image), model_input_size(model)).astype(np.float32)[None]
-    acts = np.asarray(store[key](x, training=False))[0]
+    acts = np.asarray(layer_model(model, layer)(x, training=False))[0]
     means = acts.mean(axis=(0, 1))
     order = [int(c) for c in np.argsort(means)[::-1][: max(1, top)]]
     maps = []

@@ -61,6 +61,19 @@ def tiny_model_dir(tmp_path_factory: pytest.TempPathFactory, pbc_mini: Path) -> 
     return save_model(model, card, tmp_path_factory.mktemp("models") / "tiny")
 
 
+@pytest.fixture
+def models_dir(tiny_model_dir: Path, tmp_path: Path, pbc_mini: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    """The tiny model installed as "default" in a fresh models folder, with pbc_mini as the dataset."""
+    import shutil
+
+    models = tmp_path / "models"
+    shutil.copytree(tiny_model_dir, models / "default")
+    monkeypatch.setenv("HEMATO_MODELS_DIR", str(models))
+    monkeypatch.setenv("HEMATO_DATA_DIR", str(pbc_mini))
+    monkeypatch.setenv("HEMATO_TFLITE_EXPORT", "0")  # no background export processes in page tests
+    return models
+
+
 def project_path(*parts: str) -> str:
     """Absolute path inside the project (AppTest needs absolute paths)."""
     return str(PROJECT_ROOT.joinpath(*parts))

@@ -16,16 +16,6 @@ from tests.conftest import project_path
 PAGE = project_path("pages", "4_Evaluate.py")
 
 
-@pytest.fixture
-def models_dir(tiny_model_dir: Path, tmp_path: Path, pbc_mini: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
-    """The tiny model installed as "default", data = pbc_mini."""
-    models = tmp_path / "models"
-    shutil.copytree(tiny_model_dir, models / "default")
-    monkeypatch.setenv("HEMATO_MODELS_DIR", str(models))
-    monkeypatch.setenv("HEMATO_DATA_DIR", str(pbc_mini))
-    return models
-
-
 def _run(at: AppTest | None = None) -> AppTest:
     at = at or AppTest.from_file(PAGE, default_timeout=120)
     at.run()

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import io
-import shutil
 import time
 from pathlib import Path
 
@@ -14,22 +13,10 @@ from streamlit.testing.v1 import AppTest
 
 from hemato.cli import main
 from hemato.imaging import MAX_PIXELS
-from hemato.predict import ENV_TFLITE_EXPORT
 from hemato.ui.explain import SOURCE_DATASET, decode_uploads
 from tests.conftest import project_path
 
 PAGE = project_path("pages", "5_Predict_and_Explain.py")
-
-
-@pytest.fixture
-def models_dir(tiny_model_dir: Path, tmp_path: Path, pbc_mini: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
-    """The tiny model installed as "default", data = pbc_mini."""
-    models = tmp_path / "models"
-    shutil.copytree(tiny_model_dir, models / "default")
-    monkeypatch.setenv("HEMATO_MODELS_DIR", str(models))
-    monkeypatch.setenv("HEMATO_DATA_DIR", str(pbc_mini))
-    monkeypatch.setenv(ENV_TFLITE_EXPORT, "0")  # no background export processes in page tests
-    return models
 
 
 def _run(at: AppTest | None = None) -> AppTest:
