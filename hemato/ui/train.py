@@ -40,6 +40,7 @@ def _presets() -> list[str]:
 def run_form() -> TrainConfig | None:
     """The training form; returns a config when the user presses Train."""
     settings = get_settings()
+    defaults = TrainConfig(data="")
     with st.form("train_form"):
         data = st.text_input(
             "Dataset folder or CSV manifest",
@@ -52,16 +53,16 @@ def run_form() -> TrainConfig | None:
             "Backbone", list(BACKBONES), format_func=lambda k: BACKBONES[k].label, key="train_backbone"
         )
         size = left.select_slider("Input size (px)", [64, 96, 128, 160, 192, 224], value=224, key="train_size")
-        epochs = mid.slider("Head epochs (or epochs from scratch)", 1, 60, 20, key="train_epochs")
-        fine_epochs = mid.slider("Fine-tuning epochs", 0, 10, 2, key="train_ft_epochs")
-        fine_layers = mid.slider("Top layers to unfreeze", 0, 60, 30, key="train_ft_layers")
+        epochs = mid.slider("Head epochs (or epochs from scratch)", 1, 60, defaults.epochs, key="train_epochs")
+        fine_epochs = mid.slider("Fine-tuning epochs", 0, 10, defaults.fine_tune_epochs, key="train_ft_epochs")
+        fine_layers = mid.slider("Top layers to unfreeze", 0, 80, defaults.fine_tune_layers, key="train_ft_layers")
         batch = right.select_slider("Batch size", [8, 16, 32, 64], value=32, key="train_batch")
         lr = right.select_slider(
             "Learning rate", [1e-4, 3e-4, 1e-3, 3e-3, 1e-2], value=1e-3, format_func="{:g}".format, key="train_lr"
         )
         patience = right.slider("Early-stopping patience", 1, 10, 4, key="train_patience")
         presets = _presets()
-        augment = left.selectbox("Augmentation preset", presets, index=presets.index("standard"), key="train_aug")
+        augment = left.selectbox("Augmentation preset", presets, index=presets.index(defaults.augment), key="train_aug")
         class_weighting = mid.checkbox("Weight classes by rarity", value=True, key="train_class_weights")
         random_init = right.checkbox("Start from random weights (no ImageNet)", value=False, key="train_random")
         submitted = st.form_submit_button("Train", type="primary")
@@ -82,7 +83,7 @@ def run_form() -> TrainConfig | None:
         fine_tune_layers=fine_layers,
         batch_size=batch,
         learning_rate=lr,
-        fine_tune_learning_rate=lr / 10,
+        fine_tune_learning_rate=lr * defaults.fine_tune_learning_rate / defaults.learning_rate,
         augment=augment,
         class_weighting=class_weighting,
         patience=patience,
