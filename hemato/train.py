@@ -411,6 +411,7 @@ def _fit_images(
     model.fit(
         train,
         validation_data=val,
+        shuffle=False,  # the pipeline shuffles itself
         epochs=epochs,
         class_weight=class_weights(y_train, len(data.classes)) if config.class_weighting else None,
         callbacks=[
