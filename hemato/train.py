@@ -140,11 +140,7 @@ def prepare_data(config: TrainConfig) -> PreparedData:
     if "train" not in splits:
         dataset = assign_splits(dataset, seed=config.seed)
     elif "val" not in splits:
-        train = dataset.subset("train")
-        resplit = assign_splits(train, val=0.15, test=0.0001, seed=config.seed).frame
-        resplit.loc[resplit["split"] == "test", "split"] = "train"
-        rest = dataset.frame[dataset.frame["split"] != "train"]
-        dataset = Dataset(dataset.root, pd_concat([resplit, rest]), dataset.source, dataset.manifest)
+        dataset = _carve_validation(dataset, config.seed)
     train = dataset.subset("train")
     classes = train.classes
     counts = train.class_counts()
@@ -162,11 +158,17 @@ def prepare_data(config: TrainConfig) -> PreparedData:
     return PreparedData(dataset, classes, train, val, test)
 
 
-def pd_concat(frames: list[Any]) -> Any:
-    """Concatenate frames and renumber rows."""
-    import pandas as pd
+def _carve_validation(dataset: Dataset, seed: int, fraction: float = 0.15) -> Dataset:
+    """Move a stratified ``fraction`` of the train split to a new val split (for train/test-only layouts)."""
+    from sklearn.model_selection import train_test_split
 
-    return pd.concat(frames, ignore_index=True)
+    frame = dataset.frame.copy()
+    train_idx = frame.index[frame["split"] == "train"]
+    labels = frame.loc[train_idx, "label"]
+    stratify = labels if labels.value_counts().min() >= 2 else None
+    _, val_idx = train_test_split(train_idx, test_size=fraction, random_state=seed, stratify=stratify)
+    frame.loc[val_idx, "split"] = "val"
+    return Dataset(dataset.root, frame, dataset.source, dataset.manifest)
 
 
 def _known_only(ds: Dataset, known: set[str]) -> Dataset:

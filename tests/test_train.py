@@ -41,6 +41,18 @@ def test_prepare_data_splits_a_splitless_dataset(pbc_mini: Path) -> None:
     assert set(data.train.frame["path"]).isdisjoint(data.val.frame["path"])
 
 
+def test_train_test_layout_gets_a_validation_split(pbc_mini: Path, tmp_path: Path) -> None:
+    for split, take in (("TRAIN", slice(0, 15)), ("TEST", slice(15, 20))):
+        for class_dir in sorted(pbc_mini.iterdir()):
+            dst = tmp_path / split / class_dir.name
+            dst.mkdir(parents=True)
+            for img in sorted(class_dir.glob("*.jpg"))[take]:
+                shutil.copy(img, dst / img.name)
+    data = prepare_data(TrainConfig(data=str(tmp_path)))
+    assert (len(data.train), len(data.val), len(data.test)) == (51, 9, 20)
+    assert data.val.classes == data.classes, "the carved validation split is stratified"
+
+
 def test_one_class_or_tiny_class_is_refused_before_starting(pbc_mini: Path, tmp_path: Path) -> None:
     shutil.copytree(pbc_mini / "MONOCYTE", tmp_path / "one" / "MONOCYTE")
     with pytest.raises(DatasetError, match="one class"):
