@@ -258,6 +258,19 @@ PRESETS: dict[str, AugmentConfig] = {
             "hed_jitter": {"sigma": 0.04, "bias": 0.004},
         }
     ),
+    # Towards other labs: BCCD-style crops show the cell up to 2-3x larger, blurrier and paler than PBC.
+    "cross-lab": AugmentConfig(
+        {
+            "hflip": {},
+            "vflip": {},
+            "rotation": {"max_degrees": 180.0},
+            "random_crop": {"min_fraction": 0.5},
+            "brightness": {"max_delta": 0.1},
+            "contrast": {"max_change": 0.25},
+            "hue_saturation": {"max_hue": 6.0, "max_saturation": 0.3},
+            "blur": {"p": 0.5, "max_sigma": 1.5},
+        }
+    ),
     "strong": AugmentConfig(
         {
             "hflip": {},
