@@ -655,18 +655,15 @@ def dataset_options(data_dir: Path | None, shared_data: Path | None = None) -> l
     Returns:
         ``(label, path)`` pairs without duplicates.
     """
-    from hemato.config import SHARED_DIR
-    from hemato.data import looks_like_dataset
+    from hemato.status import known_datasets
 
-    shared_data = Path(shared_data) if shared_data else SHARED_DIR / "data"
     options: list[tuple[str, Path]] = []
-    if data_dir is not None:
-        options.append((f"{Path(data_dir).name} (configured dataset)", Path(data_dir).resolve()))
-    if shared_data.is_dir():
-        for sub in sorted(p for p in shared_data.iterdir() if p.is_dir() and not p.name.startswith(".")):
-            if sub.resolve() not in {path for _, path in options} and looks_like_dataset(sub):
-                note = " (another lab: cross-lab check)" if sub.name == CROSS_LAB_FOLDER else ""
-                options.append((f"{sub.name}{note}", sub.resolve()))
+    for i, (name, path) in enumerate(known_datasets(data_dir, shared_data)):
+        if i == 0 and data_dir is not None:
+            options.append((f"{name} (configured dataset)", path))
+        else:
+            note = " (another lab: cross-lab check)" if name == CROSS_LAB_FOLDER else ""
+            options.append((f"{name}{note}", path))
     return options
 
 

@@ -5,8 +5,8 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from hemato.config import Settings
-from hemato.data import DatasetError, discover_dataset
+from hemato.config import SHARED_DIR, Settings
+from hemato.data import DatasetError, discover_dataset, looks_like_dataset
 from hemato.models import BACKBONES, MODEL_FILE, ModelCard, list_models, local_weights_path
 
 
@@ -55,6 +55,24 @@ def dataset_status(path: Path | None) -> DatasetStatus:
         return DatasetStatus(path, error=str(exc))
     splits = {s: int((ds.frame["split"] == s).sum()) for s in ds.splits}
     return DatasetStatus(path, ds.name, ds.classes, ds.n_files, ds.excluded, splits)
+
+
+def known_datasets(data_dir: Path | None, shared_data: Path | None = None) -> list[tuple[str, Path]]:
+    """Datasets to offer in pickers as (name, folder): the configured one first, then those in ``shared_data``.
+
+    Args:
+        data_dir: The configured dataset (``settings.data_dir``), if any.
+        shared_data: A folder of datasets (default: ``../shared/data``).
+    """
+    shared_data = Path(shared_data) if shared_data else SHARED_DIR / "data"
+    found: list[tuple[str, Path]] = []
+    if data_dir is not None:
+        found.append((Path(data_dir).name, Path(data_dir).resolve()))
+    if shared_data.is_dir():
+        for sub in sorted(p for p in shared_data.iterdir() if p.is_dir() and not p.name.startswith(".")):
+            if sub.resolve() not in {path for _, path in found} and looks_like_dataset(sub):
+                found.append((sub.name, sub.resolve()))
+    return found
 
 
 def available_models(settings: Settings) -> list[tuple[str, Path]]:

@@ -13,9 +13,10 @@ import streamlit as st
 
 from hemato import explore
 from hemato.archive import ArchiveError, extract_zip, uploads_dir
-from hemato.config import SHARED_DIR, get_settings
-from hemato.data import Dataset, DatasetError, discover_dataset, looks_like_dataset
+from hemato.config import get_settings
+from hemato.data import Dataset, DatasetError, discover_dataset
 from hemato.imaging import ImageError, open_image
+from hemato.status import known_datasets
 
 CONFIGURED = "Configured dataset"
 FOLDER = "A folder path…"
@@ -32,23 +33,12 @@ def load_dataset(path: str) -> Dataset:
     return discover_dataset(path)
 
 
-def shared_datasets() -> dict[str, Path]:
-    """Datasets found in ../shared/data (name → folder)."""
-    root = SHARED_DIR / "data"
-    if not root.is_dir():
-        return {}
-    return {d.name: d for d in sorted(root.iterdir()) if d.is_dir() and looks_like_dataset(d)}
-
-
 def dataset_options() -> dict[str, Path | None]:
     """The picker's choices: the configured dataset, other shared ones, a typed folder and a zip upload."""
     configured = get_settings().data_dir
     options: dict[str, Path | None] = {}
-    if configured is not None:
-        options[f"{CONFIGURED} ({configured.name})"] = configured
-    for name, path in shared_datasets().items():
-        if configured is None or path.resolve() != configured.resolve():
-            options[name] = path
+    for i, (name, path) in enumerate(known_datasets(configured)):
+        options[f"{CONFIGURED} ({name})" if i == 0 and configured is not None else name] = path
     options[FOLDER] = None
     options[ZIP] = None
     return options
@@ -340,7 +330,7 @@ def spread_figure(named_stats: dict[str, explore.ExploreStats], column: str) -> 
 
 def statistics_section(ds: Dataset) -> None:
     """Per-class size, colour and brightness/contrast statistics, side by side with a second lab."""
-    others = {name: path for name, path in shared_datasets().items() if path.resolve() != ds.root.resolve()}
+    others = {name: path for name, path in known_datasets(None) if path != ds.root.resolve()}
     default = next((i for i, name in enumerate(others) if "bccd" in name.lower()), 0)
     compare = st.selectbox(
         "Compare with (another lab or stain)",
