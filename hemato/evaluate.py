@@ -85,28 +85,22 @@ def predict_paths(
         ``(probs, unreadable)``: float32 (N, C) probabilities (NaN rows for unreadable files) and
         ``{path: reason}`` for the files that could not be decoded.
     """
+    from hemato.features import extract_features
+
     forward = compiled_forward(model, input_size)
     n_classes = int(model.output.shape[-1])
-    chunks = [list(paths[i : i + batch_size]) for i in range(0, len(paths), batch_size)]
-    out: list[np.ndarray] = []
     unreadable: dict[str, str] = {}
-    done = 0
-    with ThreadPoolExecutor(max_workers=1) as loader:
-        pending = loader.submit(_load_batch, chunks[0], input_size) if chunks else None
-        for i, chunk in enumerate(chunks):
-            batch, reasons = pending.result()
-            if i + 1 < len(chunks):
-                pending = loader.submit(_load_batch, chunks[i + 1], input_size)
-            probs = forward(batch.astype(np.float32))
-            for j, reason in enumerate(reasons):
-                if reason is not None:
-                    probs[j] = np.nan
-                    unreadable[chunk[j]] = reason
-            out.append(probs)
-            done += len(chunk)
-            if progress:
-                progress(done, len(paths))
-    return (np.concatenate(out) if out else np.zeros((0, n_classes), np.float32)), unreadable
+
+    def load(chunk: Sequence[str]) -> np.ndarray:
+        batch, reasons = _load_batch(list(chunk), input_size)
+        unreadable.update({path: reason for path, reason in zip(chunk, reasons, strict=True) if reason is not None})
+        return batch
+
+    if not paths:
+        return np.zeros((0, n_classes), np.float32), unreadable
+    probs = extract_features(forward, paths, input_size, progress, batch_size, loader=load)
+    probs[[i for i, path in enumerate(paths) if path in unreadable]] = np.nan
+    return probs, unreadable
 
 
 def predict_dataset(
