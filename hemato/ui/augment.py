@@ -8,9 +8,8 @@ from PIL import Image
 
 from hemato.augment import AUGMENTATIONS, PRESETS, AugmentConfig, AugmentSpec, apply_single, preview_grid
 from hemato.config import get_settings
-from hemato.data import DatasetError
 from hemato.imaging import ImageError, load_array, open_image
-from hemato.ui.explore import load_dataset
+from hemato.ui.common import dataset_or_error
 
 PREVIEW_SIZE = 224
 THUMB_SIZE = 112
@@ -86,17 +85,12 @@ def pick_image() -> np.ndarray | None:
             st.error(f"Cannot use this upload: {exc}")
             return None
         return np.asarray(img.resize((PREVIEW_SIZE, PREVIEW_SIZE), Image.Resampling.BILINEAR))
-    data_dir = get_settings().data_dir
-    if data_dir is None:
-        st.error("No dataset is configured (set HEMATO_DATA_DIR); upload an image instead.")
-        return None
-    try:
-        ds = load_dataset(str(data_dir))
-    except (DatasetError, OSError) as exc:
-        st.error(str(exc))
-        return None
-    if len(ds) == 0:
-        st.error(f"{data_dir} holds no images; upload an image instead.")
+    ds = dataset_or_error(
+        get_settings().data_dir,
+        "No dataset is configured (set HEMATO_DATA_DIR); upload an image instead.",
+        " Upload an image instead.",
+    )
+    if ds is None:
         return None
     c1, c2, c3 = st.columns([2, 1, 1])
     label = c1.selectbox("Class", ds.classes, key="aug_class")

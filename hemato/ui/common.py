@@ -9,6 +9,7 @@ from typing import Any
 import streamlit as st
 
 from hemato.config import PROJECT_ROOT, Settings, get_settings
+from hemato.data import Dataset, DatasetError, discover_dataset
 from hemato.status import AppStatus, available_models, collect_status
 
 PAGES_DIR = PROJECT_ROOT / "pages"
@@ -79,3 +80,31 @@ def model_picker(key: str, label: str = "Model") -> Path | None:
     choice = st.sidebar.selectbox(label, labels, index=index, key=key)
     st.session_state["chosen_model"] = choice
     return dict(models)[choice]
+
+
+@st.cache_data(ttl=60, show_spinner="Reading the dataset…", max_entries=8)
+def load_dataset(path: str) -> Dataset:
+    """Discover the dataset at ``path`` (cached for a minute)."""
+    return discover_dataset(path)
+
+
+def dataset_or_error(path: Path | None, missing: str, empty_hint: str = "") -> Dataset | None:
+    """The dataset at ``path`` (cached), or None after an ``st.error`` saying what is wrong and what to do.
+
+    Args:
+        path: Dataset folder or manifest; None when nothing is configured.
+        missing: The message shown when ``path`` is None.
+        empty_hint: Appended to the message for a dataset without images.
+    """
+    if path is None:
+        st.error(missing)
+        return None
+    try:
+        ds = load_dataset(str(path))
+    except (DatasetError, OSError) as exc:
+        st.error(str(exc))
+        return None
+    if len(ds) == 0:
+        st.error(f"{path} holds no usable images.{empty_hint}")
+        return None
+    return ds

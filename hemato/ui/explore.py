@@ -14,9 +14,10 @@ import streamlit as st
 from hemato import explore
 from hemato.archive import ArchiveError, extract_zip, uploads_dir
 from hemato.config import get_settings
-from hemato.data import Dataset, DatasetError, discover_dataset
+from hemato.data import Dataset, DatasetError
 from hemato.imaging import ImageError, open_image
 from hemato.status import known_datasets
+from hemato.ui.common import dataset_or_error, load_dataset
 
 CONFIGURED = "Configured dataset"
 FOLDER = "A folder path…"
@@ -25,12 +26,6 @@ SPLIT_COLOURS = {"train": "#4c78a8", "val": "#f58518", "test": "#54a24b", "exclu
 
 
 # --------------------------------------------------------------------------------------------- datasets
-
-
-@st.cache_data(ttl=60, show_spinner="Reading the dataset…", max_entries=8)
-def load_dataset(path: str) -> Dataset:
-    """Discover the dataset at ``path`` (cached for a minute)."""
-    return discover_dataset(path)
 
 
 def dataset_options() -> dict[str, Path | None]:
@@ -81,18 +76,9 @@ def dataset_picker(key: str = "explore") -> Dataset | None:
         path = _extract_upload(upload)
         if path is None:
             return None
-    if path is None:
-        st.error("No dataset is configured: set HEMATO_DATA_DIR or pick another source in the sidebar.")
-        return None
-    try:
-        ds = load_dataset(str(path))
-    except (DatasetError, OSError) as exc:
-        st.error(str(exc))
-        return None
-    if len(ds) == 0:
-        st.error(f"{path} holds no usable images.")
-        return None
-    return ds
+    return dataset_or_error(
+        path, "No dataset is configured: set HEMATO_DATA_DIR or pick another source in the sidebar."
+    )
 
 
 # --------------------------------------------------------------------------------------------- jobs

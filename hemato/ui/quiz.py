@@ -15,10 +15,11 @@ import streamlit as st
 
 from hemato.atlas import Atlas, AtlasEntry, load_atlas
 from hemato.config import ENV_INSTRUCTOR_SECRET, get_settings
-from hemato.data import Dataset, DatasetError, discover_dataset
+from hemato.data import Dataset
 from hemato.imaging import ImageError, load_array
 from hemato.quiz import Answer, Question, QuizReport, configured_secret
 from hemato.store import QuizStore
+from hemato.ui.common import dataset_or_error
 
 THUMB = 160
 _JOBS: dict[str, threading.Thread] = {}
@@ -38,23 +39,15 @@ def quiz_store() -> QuizStore:
     return _store(str(get_settings().db_path))
 
 
-@st.cache_resource(ttl=60, show_spinner=False)
-def _dataset(data_dir: str) -> Dataset:
-    return discover_dataset(data_dir)
-
-
 def quiz_dataset() -> Dataset | None:
     """The configured dataset, or None after showing why there is none."""
     data_dir = get_settings().data_dir
-    if data_dir is None:
-        st.error("No dataset found: put one in data/ or set HEMATO_DATA_DIR to a dataset folder.")
+    dataset = dataset_or_error(
+        data_dir, "No dataset found: put one in data/ or set HEMATO_DATA_DIR to a dataset folder."
+    )
+    if dataset is None:
         return None
-    try:
-        dataset = _dataset(str(data_dir))
-    except (DatasetError, OSError) as exc:
-        st.error(str(exc))
-        return None
-    if len(dataset) == 0 or len(dataset.classes) < 2:
+    if len(dataset.classes) < 2:
         st.error(f"The dataset at {data_dir} needs images of at least two classes.")
         return None
     return dataset
