@@ -9,6 +9,8 @@ import os
 from dataclasses import dataclass
 from pathlib import Path
 
+from hemato.data.datasets import looks_like_dataset
+
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
 SHARED_DIR = PROJECT_ROOT.parent / "shared"
 
@@ -64,7 +66,6 @@ def _env_path(name: str) -> Path | None:
 
 def _default_data_dir() -> Path | None:
     # Imported here so config stays free of heavier imports for callers that only need paths.
-    from hemato.data import looks_like_dataset
 
     local = PROJECT_ROOT / "data"
     if looks_like_dataset(local):

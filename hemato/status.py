@@ -6,8 +6,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from hemato.config import SHARED_DIR, Settings
-from hemato.data import DatasetError, discover_dataset, looks_like_dataset
-from hemato.models import BACKBONES, MODEL_FILE, ModelCard, list_models, local_weights_path
+from hemato.data.datasets import DatasetError, discover_dataset, looks_like_dataset
+from hemato.vision.models import BACKBONES, MODEL_FILE, ModelCard, list_models, local_weights_path
 
 
 @dataclass
@@ -98,3 +98,34 @@ def collect_status(settings: Settings) -> AppStatus:
         models=list_models(settings.models_dir),
         default_model=settings.default_model_dir,
     )
+
+
+CROSS_LAB_FOLDER = "bccd_wbc_crops"
+
+
+def dataset_options(data_dir: Path | None, shared_data: Path | None = None) -> list[tuple[str, Path]]:
+    """Datasets to offer for evaluation: the configured one first, then the folders beside it in ``shared_data``.
+
+    Args:
+        data_dir: The configured dataset (settings.data_dir), if any.
+        shared_data: A folder of datasets (default: ``../shared/data``).
+
+    Returns:
+        ``(label, path)`` pairs without duplicates.
+    """
+
+    options: list[tuple[str, Path]] = []
+    for i, (name, path) in enumerate(known_datasets(data_dir, shared_data)):
+        if i == 0 and data_dir is not None:
+            options.append((f"{name} (configured dataset)", path))
+        else:
+            note = " (another lab: cross-lab check)" if name == CROSS_LAB_FOLDER else ""
+            options.append((f"{name}{note}", path))
+    return options
+
+
+def cross_lab_path(shared_data: Path | None = None) -> Path | None:
+    """The second-lab dataset (BCCD crops) when present."""
+
+    path = (Path(shared_data) if shared_data else SHARED_DIR / "data") / CROSS_LAB_FOLDER
+    return path if path.is_dir() else None

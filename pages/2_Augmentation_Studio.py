@@ -4,7 +4,6 @@ import json
 
 import streamlit as st
 
-from hemato.augment import PRESETS
 from hemato.ui.augment import (
     augmentation_controls,
     current_config,
@@ -14,6 +13,7 @@ from hemato.ui.augment import (
     preview_section,
 )
 from hemato.ui.common import setup_page
+from hemato.vision.augment import PRESETS
 
 setup_page("Augmentation studio", icon="🎛️")
 st.caption(

@@ -2,9 +2,9 @@
 
 import streamlit as st
 
-from hemato.layers import model_cache_key
 from hemato.ui import explain as ui
 from hemato.ui.common import model_picker, setup_page
+from hemato.vision.models import model_key
 
 setup_page("Predict & Explain", icon="🔬")
 st.caption(
@@ -28,7 +28,7 @@ if loaded is None:
     st.stop()
 
 model, card, predictor = loaded
-model_key = model_cache_key(model_dir)
+model_key = model_key(model_dir)
 probs = ui.predict_images(predictor, model_key, images)
 
 names = [img.name for img in images]

@@ -4,7 +4,7 @@ import time
 
 import streamlit as st
 
-from hemato.quiz import build_report, history_summary, seconds_left
+from hemato.teaching.quiz import build_report, history_summary, seconds_left
 from hemato.ui import quiz as ui
 from hemato.ui.common import setup_page
 

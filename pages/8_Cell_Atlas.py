@@ -2,7 +2,7 @@
 
 import streamlit as st
 
-from hemato.atlas import gallery_examples, hard_examples
+from hemato.teaching.atlas import gallery_examples, hard_examples
 from hemato.ui import quiz as ui
 from hemato.ui.common import setup_page
 

@@ -45,8 +45,8 @@ def tiny_model_dir(tmp_path_factory: pytest.TempPathFactory, pbc_mini: Path) -> 
     """
     import keras
 
-    from hemato.data import discover_dataset, label_indices, load_images
-    from hemato.models import ModelCard, build_model, save_model
+    from hemato.data.datasets import discover_dataset, label_indices, load_images
+    from hemato.vision.models import ModelCard, build_model, save_model
 
     keras.utils.set_random_seed(0)
     ds = discover_dataset(pbc_mini)

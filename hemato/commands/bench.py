@@ -6,6 +6,8 @@ import argparse
 import json
 from pathlib import Path
 
+from hemato.bench import bench_explore, bench_predict, bench_train
+
 
 def register(sub: argparse._SubParsersAction) -> None:
     """Add the ``bench`` command group."""
@@ -28,16 +30,14 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 
 def run_bench_predict(args: argparse.Namespace) -> int:
-    """Print :func:`hemato.predict.bench_predict` results."""
-    from hemato.predict import bench_predict
+    """Print :func:`hemato.vision.predict.bench_predict` results."""
 
     print(json.dumps(bench_predict(args.model, args.n, args.backbones), indent=2))
     return 0
 
 
 def run_bench_train(args: argparse.Namespace) -> int:
-    """Print :func:`hemato.train_bench.bench_train` results."""
-    from hemato.train_bench import bench_train
+    """Print :func:`hemato.bench.bench_train` results."""
 
     result = bench_train(args.data, args.split_csv, tuple(args.backbones), full=args.full)
     print(json.dumps(result, indent=2))
@@ -45,8 +45,7 @@ def run_bench_train(args: argparse.Namespace) -> int:
 
 
 def run_bench_explore(args: argparse.Namespace) -> int:
-    """Print :func:`hemato.explore.bench_explore` results."""
-    from hemato.explore import bench_explore
+    """Print :func:`hemato.data.explore.bench_explore` results."""
 
     print(json.dumps(bench_explore(args.data), indent=2))
     return 0

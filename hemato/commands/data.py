@@ -6,7 +6,7 @@ import argparse
 import json
 from pathlib import Path
 
-from hemato.data import DataReport, check_dataset, discover_dataset
+from hemato.data.datasets import DataReport, check_dataset, discover_dataset
 
 
 def register(sub: argparse._SubParsersAction) -> None:

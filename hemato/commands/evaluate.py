@@ -9,7 +9,8 @@ import time
 from pathlib import Path
 from typing import Any
 
-from hemato.evaluate import AUTO_SPLIT, EvaluationRequest, evaluate_model, run_job, summary
+from hemato.config import get_settings
+from hemato.vision.evaluate import AUTO_SPLIT, EvaluationRequest, evaluate_model, run_job, summary
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -75,7 +76,6 @@ def print_summary(result: dict[str, Any]) -> None:
 
 def run(args: argparse.Namespace) -> int:
     """Evaluate and print the result."""
-    from hemato.config import get_settings
 
     cache_dir = args.cache_dir or get_settings().cache_dir
     if args.progress_file:

@@ -9,8 +9,10 @@ import numpy as np
 from PIL import Image
 
 from hemato.config import get_settings
-from hemato.explain import COLORMAPS, METHODS
-from hemato.imaging import IMAGE_EXTENSIONS, load_array
+from hemato.data.imaging import IMAGE_EXTENSIONS, load_array
+from hemato.vision.explain import COLORMAPS, METHODS, explain, overlay
+from hemato.vision.models import load_model
+from hemato.vision.predict import Predictor
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -45,8 +47,6 @@ def target_index(target: str | None, classes: list[str]) -> int | None:
 
 def run_explain(args: argparse.Namespace) -> int:
     """Compute the heatmap and write it; print the explained class."""
-    from hemato.explain import explain, overlay
-    from hemato.models import load_model
 
     if args.out.suffix.lower() not in IMAGE_EXTENSIONS:
         raise ValueError(f"--out must be an image file name (.png, .jpg, …), got {args.out.name!r}.")
@@ -55,8 +55,6 @@ def run_explain(args: argparse.Namespace) -> int:
     target = target_index(args.target, card.classes)
     heatmap = explain(model, image, args.method, target, args.layer)
     if target is None:
-        from hemato.predict import Predictor
-
         target = int(Predictor(model, card.input_size).predict_one(image).argmax())
     if args.raw:
         picture = (heatmap * 255).round().astype(np.uint8)

@@ -7,7 +7,9 @@ import json
 from pathlib import Path
 
 from hemato.config import get_settings
-from hemato.export import FORMATS, TFLITE_FILE
+from hemato.data.datasets import discover_dataset, load_images
+from hemato.vision.export import FORMATS, TFLITE_FILE, check_agreement, export_tflite
+from hemato.vision.models import load_model
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -22,8 +24,6 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 def run_export(args: argparse.Namespace) -> int:
     """Export, optionally check agreement (exit 1 below 99 %), print a JSON summary."""
-    from hemato.export import check_agreement, export_tflite
-    from hemato.models import load_model
 
     model_dir = args.model or get_settings().default_model_dir
     model, card = load_model(model_dir)
@@ -34,8 +34,6 @@ def run_export(args: argparse.Namespace) -> int:
     summary: dict = {"format": args.format, "path": str(path), "bytes": path.stat().st_size}
     code = 0
     if args.check:
-        from hemato.data import discover_dataset, load_images
-
         images = load_images(discover_dataset(args.check).frame["path"].tolist(), card.input_size)
         agreement = check_agreement(model, path, images)
         summary["agreement"] = agreement.to_dict()

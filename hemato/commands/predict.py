@@ -8,7 +8,9 @@ import sys
 from pathlib import Path
 
 from hemato.config import get_settings
-from hemato.imaging import ImageError, open_image
+from hemato.data.imaging import ImageError, open_image
+from hemato.vision.models import load_model
+from hemato.vision.predict import Predictor
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -22,8 +24,6 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 def run_predict(args: argparse.Namespace) -> int:
     """Print one line (or CSV row) per image; unreadable images are reported and give exit code 1."""
-    from hemato.models import load_model
-    from hemato.predict import Predictor
 
     model_dir = args.model or get_settings().default_model_dir
     model, card = load_model(model_dir)

@@ -8,12 +8,10 @@ from pathlib import Path
 from typing import Any
 
 from hemato.config import get_settings
-from hemato.models import BACKBONES, MODEL_FILE, ModelLoadError, read_card
-from hemato.train import TrainConfig
-
-# Measured on the PBC split (2 cores): MobileNetV2 from block_12 (47 layers) fine-tuned 3 epochs with a cosine-decayed
-# 3e-4 learning rate and flip/rotation augmentation reached 99.26 % test accuracy, macro-F1 0.991.
-DEFAULT_MODEL_CONFIG = {"backbone": "mobilenet_v2", "input_size": 224}
+from hemato.training.runs import create_run, get_run
+from hemato.training.train import TrainConfig, default_model_config
+from hemato.training.worker import execute_run
+from hemato.vision.models import BACKBONES, MODEL_FILE, ModelLoadError, read_card
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -59,9 +57,6 @@ def _config_from_args(args: argparse.Namespace) -> TrainConfig:
 def _train_with_progress(config: TrainConfig) -> int:
     from tqdm import tqdm
 
-    from hemato.runs import create_run, get_run
-    from hemato.worker import execute_run
-
     run = create_run(config)
     print(f"Run {run.id}: {run.path}")
     bar = tqdm(total=1, unit="step", dynamic_ncols=True)
@@ -93,12 +88,6 @@ def _train_with_progress(config: TrainConfig) -> int:
 def run_train(args: argparse.Namespace) -> int:
     """Train in the foreground with a progress bar; the run is also listed on the Train page."""
     return _train_with_progress(_config_from_args(args))
-
-
-def default_model_config(data: str) -> TrainConfig:
-    """The configuration of the default model (MobileNetV2, two-phase fine-tuning)."""
-    settings = get_settings()
-    return TrainConfig(data=data, out=str(settings.default_model_dir), **DEFAULT_MODEL_CONFIG)
 
 
 def run_default(args: argparse.Namespace) -> int:

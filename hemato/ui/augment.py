@@ -6,10 +6,10 @@ import numpy as np
 import streamlit as st
 from PIL import Image
 
-from hemato.augment import AUGMENTATIONS, PRESETS, AugmentConfig, AugmentSpec, apply_single, preview_grid
 from hemato.config import get_settings
-from hemato.imaging import ImageError, load_array, open_image
+from hemato.data.imaging import ImageError, load_array, open_image
 from hemato.ui.common import dataset_or_error
+from hemato.vision.augment import AUGMENTATIONS, PRESETS, AugmentConfig, AugmentSpec, apply_single, preview_grid
 
 PREVIEW_SIZE = 224
 THUMB_SIZE = 112

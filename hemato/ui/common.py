@@ -9,8 +9,9 @@ from typing import Any
 import streamlit as st
 
 from hemato.config import PROJECT_ROOT, Settings, get_settings
-from hemato.data import Dataset, DatasetError, discover_dataset
+from hemato.data.datasets import Dataset, DatasetError, discover_dataset
 from hemato.status import AppStatus, available_models, collect_status
+from hemato.vision.models import MODEL_FILE, load_model
 
 PAGES_DIR = PROJECT_ROOT / "pages"
 
@@ -48,14 +49,12 @@ def page_links() -> None:
 
 @st.cache_resource(show_spinner="Loading model…", max_entries=4)
 def _load_model(path: str, mtime: float) -> tuple[Any, Any]:
-    from hemato.models import load_model
 
     return load_model(Path(path))
 
 
 def load_model_cached(model_dir: Path) -> tuple[Any, Any]:
     """Load a model once per file version; the result is shared and must never be trained or mutated."""
-    from hemato.models import MODEL_FILE
 
     model_file = Path(model_dir) / MODEL_FILE
     mtime = model_file.stat().st_mtime if model_file.exists() else 0.0

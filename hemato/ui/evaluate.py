@@ -12,22 +12,22 @@ import plotly.graph_objects as go
 import streamlit as st
 
 from hemato.config import get_settings
-from hemato.data import DatasetError, discover_dataset
-from hemato.evaluate import (
+from hemato.data.datasets import DatasetError, discover_dataset
+from hemato.data.imaging import ImageError, load_array
+from hemato.status import available_models, cross_lab_path, dataset_options
+from hemato.ui.common import load_model_cached
+from hemato.vision.evaluate import (
     AUTO_SPLIT,
     EvaluationRequest,
     JobState,
-    cross_lab_path,
-    dataset_options,
     get_job,
     load_result,
     resolve_split,
     result_path,
     start_evaluation,
 )
-from hemato.imaging import ImageError, load_array
-from hemato.models import MODEL_FILE, ModelLoadError
-from hemato.status import available_models
+from hemato.vision.explain import explain, overlay
+from hemato.vision.models import MODEL_FILE, ModelLoadError
 
 TYPED_PATH = "Type a path…"
 ALL_IMAGES = "all images"
@@ -100,21 +100,10 @@ def _thumbnail(path: str, size: int = THUMB) -> np.ndarray | None:
 
 @st.cache_data(show_spinner=False, max_entries=500)
 def _gradcam(model_dir: str, mtime: float, path: str, target: int) -> np.ndarray:
-    from hemato.explain import explain, overlay
-    from hemato.ui.common import load_model_cached
 
     model, _ = load_model_cached(Path(model_dir))
     image = load_array(path, THUMB)
     return overlay(image, explain(model, image, method="gradcam", target_class=target))
-
-
-def explain_available() -> bool:
-    """True when the Grad-CAM module is importable."""
-    try:
-        import hemato.explain  # noqa: F401
-    except ImportError:
-        return False
-    return True
 
 
 # --------------------------------------------------------------------------------------------- inputs
@@ -515,9 +504,6 @@ def confusion_drilldown(result: dict[str, Any], model_dir: Path, key: str) -> No
 
 
 def _cam_choice(key: str) -> str | None:
-    if not explain_available():
-        st.caption("Grad-CAM overlays appear here once `hemato/explain.py` is installed.")
-        return None
     show = st.toggle("Overlay Grad-CAM", key=f"{key}_cam", help="Where the network looked (about 0.1–0.3 s per image).")
     if not show:
         return None

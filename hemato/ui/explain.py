@@ -22,13 +22,16 @@ import plotly.graph_objects as go
 import streamlit as st
 
 from hemato.config import get_settings
-from hemato.data import DatasetError, discover_dataset
-from hemato.explain import COLORMAPS, METHODS, SLOW_METHODS, overlay
-from hemato.imaging import ImageError, load_array, open_image
-from hemato.layers import model_cache_key
-from hemato.models import ModelLoadError
+from hemato.data.datasets import DatasetError, discover_dataset
+from hemato.data.imaging import ImageError, load_array, open_image
 from hemato.status import available_models
 from hemato.ui.common import load_model_cached
+from hemato.vision.explain import COLORMAPS, METHODS, SLOW_METHODS, colorize, explain, explain_all, overlay
+from hemato.vision.export import ENV_TFLITE_EXPORT, TFLITE_FILE, start_tflite_export, tflite_cache_path
+from hemato.vision.imagenet import imagenet_model, imagenet_top
+from hemato.vision.models import ModelLoadError, WeightsUnavailableError, cam_layers, last_conv_layer, model_key
+from hemato.vision.neurons import feature_maps, job_dir, job_images, layer_table, read_status, start_maximization
+from hemato.vision.predict import Predictor
 
 UPLOAD_TYPES = ["jpg", "jpeg", "png", "bmp", "tif", "tiff"]
 SOURCE_UPLOAD = "Upload images"
@@ -133,7 +136,6 @@ def image_input(key: str) -> list[InputImage]:
 
 @st.cache_resource(show_spinner=False, max_entries=4)
 def _predictor(model_dir: str, mtime_key: str, tflite: str | None) -> Any:
-    from hemato.predict import Predictor
 
     model, card = load_model_cached(Path(model_dir))
     if tflite is not None:
@@ -146,8 +148,6 @@ def _predictor(model_dir: str, mtime_key: str, tflite: str | None) -> Any:
 
 def _tflite_file(model_dir: Path) -> str | None:
     """The model's TFLite export if present (model folder or cache); else start exporting it in the background."""
-    from hemato.export import TFLITE_FILE
-    from hemato.predict import ENV_TFLITE_EXPORT, start_tflite_export, tflite_cache_path
 
     beside = Path(model_dir) / TFLITE_FILE
     cached = tflite_cache_path(get_settings().cache_dir, model_dir)
@@ -170,7 +170,7 @@ def load(model_dir: Path) -> tuple[Any, Any, Any] | None:
     except ModelLoadError as exc:
         st.error(str(exc))
         return None
-    return model, card, _predictor(str(model_dir), model_cache_key(model_dir), _tflite_file(model_dir))
+    return model, card, _predictor(str(model_dir), model_key(model_dir), _tflite_file(model_dir))
 
 
 def predict_images(predictor: Any, model_key: str, images: list[InputImage]) -> np.ndarray:
@@ -299,8 +299,6 @@ def _fast_heatmap(model: Any, image: InputImage, method: str, target: int | None
     memo: dict[tuple, np.ndarray] = st.session_state.setdefault("explain_memo", {})
     memo_key = (mkey, image.digest, method, target, layer)
     if memo_key not in memo:
-        from hemato.explain import explain
-
         memo[memo_key] = explain(model, image.array, method, target, layer)
     return memo[memo_key]
 
@@ -313,8 +311,6 @@ def _render_overlays(image: InputImage, maps: dict[str, np.ndarray], alpha: floa
 
 def saliency_controls(model: Any, classes: list[str], key: str) -> dict[str, Any]:
     """Method, target class, layer, opacity and colour-map pickers; returns the choices."""
-    from hemato.explain import cam_layers
-    from hemato.models import last_conv_layer
 
     layers = cam_layers(model)
     default_layer = last_conv_layer(model)
@@ -344,7 +340,6 @@ def saliency_view(
             return
 
         def work(report: Callable[[int], None]) -> dict[str, np.ndarray]:
-            from hemato.explain import explain
 
             return {method: explain(model, image.array, method, target, layer)}
 
@@ -360,7 +355,6 @@ def saliency_view(
 
 
 def _show_triplet(image: InputImage, heat: np.ndarray, opts: dict[str, Any], title: str) -> None:
-    from hemato.explain import colorize
 
     a, b, c, _ = st.columns([1, 1, 1, 0.6])
     a.image(image.array, caption=f"{image.name}", width="stretch")
@@ -399,7 +393,6 @@ def all_methods_grid(model: Any, model_key: str, image: InputImage, opts: dict[s
     target, layer = opts["target"], opts["layer"]
 
     def work(report: Callable[[int], None]) -> dict[str, np.ndarray]:
-        from hemato.explain import explain_all
 
         return explain_all(model, image.array, target, layer, progress=lambda done, total, label: report(done))
 
@@ -424,7 +417,7 @@ def compare_models(first: tuple[str, Path], image: InputImage, opts: dict[str, A
         if loaded is None:
             continue
         model, card, predictor = loaded
-        mkey = model_cache_key(path)
+        mkey = model_key(path)
         probs = predict_images(predictor, mkey, [image])[0]
         best = int(np.argmax(probs))
         # Match the explained class by name: the two models may list different classes.
@@ -440,7 +433,6 @@ def compare_models(first: tuple[str, Path], image: InputImage, opts: dict[str, A
 
 
 def _default_layer(model: Any) -> str:
-    from hemato.models import last_conv_layer
 
     return last_conv_layer(model)
 
@@ -450,9 +442,6 @@ def _default_layer(model: Any) -> str:
 
 def layer_views(model: Any, image: InputImage, key: str) -> None:
     """The layer table and, for a chosen layer, a grid of its strongest feature maps for ``image``."""
-    from hemato.explain import cam_layers, colorize
-    from hemato.layers import feature_maps, layer_table
-    from hemato.models import last_conv_layer
 
     table = layer_table(model)
     st.markdown(f"**{model.name}**: {len(table)} layers, {int(table['params'].sum()):,} parameters")
@@ -477,7 +466,6 @@ def layer_views(model: Any, image: InputImage, key: str) -> None:
 
 
 def _show_am_job(folder: Path, captions: dict[int, str], key: str) -> None:
-    from hemato.layers import job_images, read_status
 
     first = read_status(folder)
     running = first is not None and first.state == "running"
@@ -506,9 +494,6 @@ def _show_am_job(folder: Path, captions: dict[int, str], key: str) -> None:
 
 def neuron_views(model: Any, model_dir: Path, classes: list[str], image: InputImage | None, key: str) -> None:
     """Activation maximisation for chosen filters and class-model images: background jobs cached per model."""
-    from hemato.explain import cam_layers
-    from hemato.layers import feature_maps, job_dir, read_status, start_maximization
-    from hemato.models import last_conv_layer
 
     cache = get_settings().cache_dir
     st.markdown(
@@ -547,7 +532,6 @@ def neuron_views(model: Any, model_dir: Path, classes: list[str], image: InputIm
 
 @st.cache_resource(show_spinner="Loading the ImageNet MobileNetV2…", max_entries=1)
 def _imagenet_ready(weights_dir: str) -> bool:
-    from hemato.imagenet import imagenet_model
 
     imagenet_model(Path(weights_dir))
     return True
@@ -555,8 +539,6 @@ def _imagenet_ready(weights_dir: str) -> bool:
 
 def imagenet_view(image: InputImage, key: str) -> None:
     """ImageNet top-5 of the original MobileNetV2 for this cell, with a note on transfer learning."""
-    from hemato.imagenet import imagenet_top
-    from hemato.models import WeightsUnavailableError
 
     weights_dir = get_settings().weights_dir
     st.markdown(

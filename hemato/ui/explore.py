@@ -11,13 +11,14 @@ import plotly.express as px
 import plotly.graph_objects as go
 import streamlit as st
 
-from hemato import explore
-from hemato.archive import ArchiveError, extract_zip, uploads_dir
 from hemato.config import get_settings
-from hemato.data import Dataset, DatasetError
-from hemato.imaging import ImageError, open_image
+from hemato.data import explore
+from hemato.data.archive import ArchiveError, extract_zip, uploads_dir
+from hemato.data.datasets import Dataset, DatasetError
+from hemato.data.imaging import ImageError, open_image
 from hemato.status import known_datasets
 from hemato.ui.common import dataset_or_error, load_dataset
+from hemato.vision.embedding import compute_embedding, embedding_key, load_embedding, sample_rows
 
 CONFIGURED = "Configured dataset"
 FOLDER = "A folder path…"
@@ -435,9 +436,9 @@ def embedding_section(ds: Dataset) -> None:
     default = sizes.index(1000) if 1000 in sizes else len(sizes) - 1
     n = c1.selectbox("Images in the map", sizes, index=default, key="explore_embed_n", format_func="{:,}".format)
     method = c2.radio("Projection", ["pca", "tsne"], key="explore_embed_method", horizontal=True, format_func=str.upper)
-    sample = explore.sample_rows(ds.frame, n, seed=0)
-    embedding = explore.load_embedding(sample, settings.cache_dir, method)
-    job_key = f"embed_{explore.embedding_key(sample['path'].tolist())}_{method}"
+    sample = sample_rows(ds.frame, n, seed=0)
+    embedding = load_embedding(sample, settings.cache_dir, method)
+    job_key = f"embed_{embedding_key(sample['path'].tolist())}_{method}"
     if embedding is None:
         st.caption(
             f"Extracts MobileNetV2 (ImageNet) features of {len(sample):,} images once (≈ 15 ms per image on "
@@ -449,9 +450,7 @@ def embedding_section(ds: Dataset) -> None:
                 settings.cache_dir,
                 job_key,
                 f"Embedding {len(sample):,} images",
-                lambda progress: explore.compute_embedding(
-                    sample, settings.cache_dir, settings.weights_dir, method, progress
-                ),
+                lambda progress: compute_embedding(sample, settings.cache_dir, settings.weights_dir, method, progress),
             )
             running = True
         if running or explore.job_state(settings.cache_dir, job_key).state == "failed":

@@ -13,13 +13,37 @@ import numpy as np
 import pandas as pd
 import streamlit as st
 
-from hemato.atlas import Atlas, AtlasEntry, load_atlas
 from hemato.config import ENV_INSTRUCTOR_SECRET, get_settings
-from hemato.data import Dataset
-from hemato.imaging import ImageError, load_array
-from hemato.quiz import Answer, Question, QuizReport, configured_secret
-from hemato.store import QuizStore
-from hemato.ui.common import dataset_or_error
+from hemato.data.datasets import Dataset
+from hemato.data.imaging import ImageError, load_array
+from hemato.teaching.atlas import Atlas, AtlasEntry, load_atlas
+from hemato.teaching.quiz import (
+    CHALLENGE_POOL_SIZE,
+    Answer,
+    InstructorAccessError,
+    Question,
+    QuizError,
+    QuizReport,
+    challenge_questions,
+    check_secret,
+    class_vs_model,
+    class_weights,
+    configured_secret,
+    confusion,
+    hardest_images,
+    pick_next_question,
+    pool_cache_path,
+    predict_pool,
+    quiz_pool,
+    resolve_images,
+    sample_balanced,
+    seconds_left,
+)
+from hemato.teaching.store import AlreadyAnsweredError, InstructorView, QuizStore
+from hemato.ui.common import dataset_or_error, load_model_cached, model_picker
+from hemato.vision.explain import explain, overlay
+from hemato.vision.models import MODEL_FILE, ModelLoadError, read_card
+from hemato.vision.predict import Predictor
 
 THUMB = 160
 _JOBS: dict[str, threading.Thread] = {}
@@ -84,8 +108,6 @@ def show_image(path: str, width: int | None = None, caption: str | None = None) 
 
 def pick_model(key: str) -> tuple[Path, Any, Any] | None:
     """Sidebar model picker (default model first) → (folder, model, card), or None with a message."""
-    from hemato.models import ModelLoadError
-    from hemato.ui.common import load_model_cached, model_picker
 
     model_dir = model_picker(key)
     if model_dir is None:
@@ -100,7 +122,6 @@ def pick_model(key: str) -> tuple[Path, Any, Any] | None:
 
 
 def _mtime(model_dir: Path) -> float:
-    from hemato.models import MODEL_FILE
 
     path = Path(model_dir) / MODEL_FILE
     return path.stat().st_mtime if path.exists() else 0.0
@@ -111,7 +132,6 @@ _WARMED: set[tuple[str, float]] = set()
 
 
 def _get_predictor(key: tuple[str, float], model: Any, card: Any) -> Any:
-    from hemato.predict import Predictor
 
     with _JOBS_LOCK:
         if key not in _PREDICTORS:
@@ -128,7 +148,6 @@ def _warm_up(model_dir: Path, model: Any, card: Any) -> None:
         _WARMED.add(key)
 
     def work() -> None:
-        from hemato.explain import explain
 
         blank = np.full((card.input_size, card.input_size, 3), 200, np.uint8)
         try:
@@ -141,7 +160,6 @@ def _warm_up(model_dir: Path, model: Any, card: Any) -> None:
 
 
 def _predictor(model_dir: str, mtime: float) -> Any:
-    from hemato.ui.common import load_model_cached
 
     model, card = load_model_cached(Path(model_dir))
     return _get_predictor((model_dir, mtime), model, card)
@@ -149,7 +167,6 @@ def _predictor(model_dir: str, mtime: float) -> Any:
 
 @st.cache_data(max_entries=2048, show_spinner=False)
 def _verdict(model_dir: str, mtime: float, path: str) -> tuple[str, float] | None:
-    from hemato.models import read_card
 
     array = image_array(path)
     if array is None:
@@ -169,8 +186,6 @@ def model_verdict(model_dir: Path | None, path: str) -> tuple[str, float] | None
 
 @st.cache_data(max_entries=256, show_spinner=False)
 def _gradcam(model_dir: str, mtime: float, path: str, target: int | None) -> np.ndarray | None:
-    from hemato.explain import explain, overlay
-    from hemato.ui.common import load_model_cached
 
     array = image_array(path)
     if array is None:
@@ -181,7 +196,6 @@ def _gradcam(model_dir: str, mtime: float, path: str, target: int | None) -> np.
 
 def gradcam_overlay(model_dir: Path, path: str, target_class: str | None = None) -> np.ndarray | None:
     """Grad-CAM overlay (uint8 RGB) of the model's predicted class, or of ``target_class`` when given."""
-    from hemato.models import read_card
 
     classes = read_card(model_dir).classes
     target = classes.index(target_class) if target_class in classes else None
@@ -214,8 +228,6 @@ def show_model_verdict(model_dir: Path | None, path: str, truth: str | None = No
 
 
 def _pool_job(model: Any, card: Any, questions: list[Question], out_path: Path) -> None:
-    from hemato.predict import Predictor
-    from hemato.quiz import predict_pool
 
     progress_path = out_path.with_suffix(".progress.json")
     started = time.time()
@@ -239,7 +251,6 @@ def pool_predictions(model_info: tuple[Path, Any, Any], dataset: Dataset) -> pd.
 
     Returns the table when ready; otherwise starts (or keeps) the job and shows its progress.
     """
-    from hemato.quiz import CHALLENGE_POOL_SIZE, pool_cache_path, quiz_pool
 
     model_dir, model, card = model_info
     settings = get_settings()
@@ -439,7 +450,6 @@ def signed_in_student() -> dict[str, Any] | None:
 
 def sign_in_form() -> None:
     """Ask for a display name (no password), validate it and remember the student in the session."""
-    from hemato.quiz import QuizError
 
     with st.form("quiz_sign_in"):
         name = st.text_input(
@@ -472,8 +482,6 @@ def start_quiz(
 ) -> bool:
     """Create the attempt for the chosen mode; show a clear message and return False when it cannot start."""
     import secrets as pysecrets
-
-    from hemato.quiz import QuizError, challenge_questions, quiz_pool, sample_balanced
 
     store = quiz_store()
     student = signed_in_student()
@@ -512,7 +520,6 @@ def start_quiz(
 
 def next_practice_question(attempt_id: int, index: int, dataset: Dataset, student_id: int) -> Question:
     """The practice question for ``index``: due Leitner reviews first, otherwise weak classes more often."""
-    from hemato.quiz import class_weights, pick_next_question, quiz_pool
 
     current = st.session_state.get("quiz_current")
     if current and current["attempt"] == attempt_id and current["index"] == index:
@@ -548,8 +555,6 @@ def submit_answer(
     attempt_id: int, index: int, question: Question, choice: str, model_dir: Path | None
 ) -> Answer | None:
     """Store one answer at once (with the model's verdict when there is a model); messages for bad submissions."""
-    from hemato.quiz import QuizError
-    from hemato.store import AlreadyAnsweredError
 
     shown = st.session_state.get("quiz_shown_at", {}).get(f"{attempt_id}:{index}")
     seconds = time.time() - shown if shown else None
@@ -595,7 +600,6 @@ def question_form(attempt_id: int, index: int, classes: list[str]) -> str | None
 @st.fragment(run_every=1)
 def countdown(started: float, limit_s: float) -> None:
     """A live countdown for timed exams; reruns the page when time is up."""
-    from hemato.quiz import seconds_left
 
     left = seconds_left(started, limit_s, time.time()) or 0.0
     if left <= 0:
@@ -623,8 +627,6 @@ def instructor_gate() -> Any:
 
     Nothing class-wide is shown before the configured secret has been entered in this session.
     """
-    from hemato.quiz import InstructorAccessError, check_secret
-    from hemato.store import InstructorView
 
     configured = instructor_secret()
     if configured is None:
@@ -649,7 +651,6 @@ def instructor_gate() -> Any:
 
 def render_create_quiz_set(view: Any, dataset: Dataset) -> None:
     """Form: a quiz set from classes + size + seed, or from a fixed list of images; shows the new code."""
-    from hemato.quiz import QuizError, quiz_pool, resolve_images, sample_balanced
 
     kind = st.radio(
         "Images",
@@ -708,7 +709,6 @@ def quiz_set_picker(view: Any, key: str) -> Any:
 
 def render_class_results(view: Any, quiz_set: Any, dataset: Dataset, model_dir: Path | None) -> None:
     """Per-student scores, class confusion matrix, hardest images, class vs model and CSV export (live)."""
-    from hemato.quiz import class_vs_model, confusion, hardest_images
 
     answers = view.answers(quiz_set.code)
     st.caption(f"{answers['student'].nunique()} student(s), {len(answers)} answer(s) · refreshes every 5 s")

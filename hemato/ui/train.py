@@ -11,9 +11,8 @@ import plotly.graph_objects as go
 import streamlit as st
 
 from hemato.config import get_settings
-from hemato.data import DatasetError
-from hemato.models import BACKBONES, local_weights_path
-from hemato.runs import (
+from hemato.data.datasets import DatasetError
+from hemato.training.runs import (
     ACTIVE_STATES,
     Run,
     RunError,
@@ -25,14 +24,15 @@ from hemato.runs import (
     run_history,
     submit_run,
 )
-from hemato.train import TrainConfig
+from hemato.training.train import TrainConfig
+from hemato.vision.augment import PRESETS
+from hemato.vision.models import BACKBONES, local_weights_path
 
 WATCH_KEY = "train_watch_run"
 STATE_ICONS = {"queued": "⏳", "running": "🏃", "done": "✅", "stopped": "⏹️", "failed": "❌"}
 
 
 def _presets() -> list[str]:
-    from hemato.augment import PRESETS
 
     return list(PRESETS)
 

@@ -52,7 +52,7 @@ def test_exam_of_three_questions_ends_with_a_report(app_url, page, isolated_home
 
     # the answers were stored the moment they were given, under the app's HEMATO_HOME
     from hemato.config import get_settings
-    from hemato.store import QuizStore
+    from hemato.teaching.store import QuizStore
 
     store = QuizStore(get_settings().db_path)
     student = store.get_or_create_student("ada lovelace")

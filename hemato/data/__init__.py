@@ -1,0 +1,1 @@
+"""Datasets: discovery of layouts, checks, splits, defensive image opening, archives, exploration statistics."""

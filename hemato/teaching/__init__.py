@@ -1,0 +1,1 @@
+"""Quiz logic, durable quiz storage and the cell atlas."""

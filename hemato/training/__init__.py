@@ -1,0 +1,1 @@
+"""Training runs, their registry and background worker."""

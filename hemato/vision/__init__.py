@@ -1,0 +1,1 @@
+"""The networks: models, features, augmentation, prediction, export, evaluation, explanations, neurons."""

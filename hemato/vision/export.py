@@ -1,0 +1,95 @@
+"""TFLite export of a trained model, a LiteRT predictor, and the Keras-vs-TFLite agreement check."""
+
+from __future__ import annotations
+
+import contextlib
+import io
+import subprocess
+import sys
+import time
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+
+from hemato.config import PROJECT_ROOT
+from hemato.vision.models import model_key
+from hemato.vision.predict import Predictor, TFLitePredictor
+
+if TYPE_CHECKING:
+    import keras
+
+FORMATS = ("tflite",)
+ENV_TFLITE_EXPORT = "HEMATO_TFLITE_EXPORT"  # "0" stops the app exporting models to TFLite in the background
+TFLITE_FILE = "model.tflite"
+
+
+def export_tflite(model: keras.Model, out_path: Path) -> Path:
+    """Convert ``model`` (float32, batch 1, raw [0, 255] pixels in) to a TFLite flatbuffer at ``out_path``.
+
+    The file is written atomically (temporary name, then rename); returns the path.
+    """
+    import tensorflow as tf
+
+    size = int(model.input_shape[1])
+    out_path = Path(out_path)
+    out_path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = out_path.with_name(f".{out_path.stem}.tmp.tflite")
+    # Keras' own LiteRT export; a hand-made concrete function lost the variables here (NaN outputs).
+    spec = tf.TensorSpec((1, size, size, 3), tf.float32, name="image")
+    with contextlib.redirect_stdout(io.StringIO()):
+        model.export(str(tmp), format="litert", input_signature=[spec], verbose=False)
+    tmp.replace(out_path)
+    return out_path
+
+
+@dataclass
+class Agreement:
+    """How closely the TFLite model reproduces the Keras model on a set of images."""
+
+    n: int
+    same_class: int
+    agreement: float
+    max_abs_prob_diff: float
+
+    def to_dict(self) -> dict[str, Any]:
+        """Plain JSON-able dict."""
+        return asdict(self)
+
+
+def check_agreement(model: keras.Model, tflite_path: Path, images: np.ndarray) -> Agreement:
+    """Compare top-1 classes and probabilities of ``model`` and its TFLite export on uint8 ``images``."""
+
+    size = int(model.input_shape[1])
+    keras_probs = Predictor(model, size).predict(images)
+    lite_probs = TFLitePredictor(tflite_path).predict(images)
+    same = int(np.sum(np.argmax(keras_probs, axis=1) == np.argmax(lite_probs, axis=1)))
+    n = len(keras_probs)
+    diff = float(np.max(np.abs(keras_probs - lite_probs))) if n else 0.0
+    return Agreement(n=n, same_class=same, agreement=same / n if n else 1.0, max_abs_prob_diff=diff)
+
+
+def tflite_cache_path(cache_dir: Path, model_dir: Path) -> Path:
+    """Where the app keeps the TFLite export of a saved model (changes when the model file changes)."""
+
+    return Path(cache_dir) / "tflite" / f"{model_key(model_dir)}.tflite"
+
+
+def start_tflite_export(model_dir: Path, out_path: Path) -> bool:
+    """Export ``model_dir`` to ``out_path`` in a separate process unless done or under way; True if started.
+
+    A separate process keeps the export (~15 s) off the app's shared, read-only model and its threads.
+    """
+
+    out_path = Path(out_path)
+    marker = out_path.with_suffix(".exporting")
+    if out_path.exists() or (marker.exists() and time.time() - marker.stat().st_mtime < 300):
+        return False
+    out_path.parent.mkdir(parents=True, exist_ok=True)
+    marker.write_text(str(model_dir))
+    log = out_path.with_suffix(".log").open("w")
+    cmd = [sys.executable, "-m", "hemato", "export", "--model", str(model_dir), "--out", str(out_path)]
+
+    subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT, cwd=PROJECT_ROOT, start_new_session=True)
+    return True

@@ -1,0 +1,1 @@
+"""AppTests of the pages (one per page)."""
