@@ -25,7 +25,7 @@ import pandas as pd
 from hemato.data.imaging import is_image_path, load_array, probe_image
 
 if TYPE_CHECKING:
-    import tensorflow as tf
+    pass
 
 SPLIT_NAMES = {
     "train": "train",
@@ -382,50 +382,3 @@ def label_indices(labels: Sequence[str], classes: Sequence[str]) -> np.ndarray:
     if unknown:
         raise DatasetError(f"Labels {unknown} are not among the model's classes {list(classes)}.")
     return np.array([lookup[label] for label in labels], dtype=np.int32)
-
-
-def make_tf_dataset(
-    dataset: Dataset,
-    classes: Sequence[str],
-    image_size: int,
-    batch_size: int = 32,
-    shuffle: bool = False,
-    seed: int = 42,
-    augment: Any = None,
-) -> tf.data.Dataset:
-    """Build a ``tf.data`` pipeline of (uint8-valued float32 images, int labels) batches.
-
-    Args:
-        dataset: Rows to read; every label must be one of ``classes``.
-        classes: Class order that defines label indices.
-        image_size: Square side the images are resized to.
-        batch_size: Images per batch.
-        shuffle: Shuffle the rows each epoch (always do this for training).
-        seed: Shuffle seed.
-        augment: Optional callable ``(uint8 HxWx3 array, rng) -> uint8 array`` applied per image.
-
-    Returns:
-        A batched, prefetched dataset. Preprocessing is inside the models, so images stay in [0, 255].
-    """
-    import tensorflow as tf
-
-    paths = np.array(dataset.frame["path"].tolist())
-    labels = label_indices(dataset.frame["label"].tolist(), classes)
-    rng = np.random.default_rng(seed)
-
-    def _load(path: bytes) -> np.ndarray:
-        array = load_array(path.decode(), image_size)
-        if augment is not None:
-            array = augment(array, rng)
-        return array.astype(np.float32)
-
-    ds = tf.data.Dataset.from_tensor_slices((paths, labels))
-    if shuffle:
-        ds = ds.shuffle(len(paths), seed=seed, reshuffle_each_iteration=True)
-
-    def _map(path: tf.Tensor, label: tf.Tensor) -> tuple[tf.Tensor, tf.Tensor]:
-        image = tf.numpy_function(_load, [path], tf.float32)
-        image.set_shape((image_size, image_size, 3))
-        return image, label
-
-    return ds.map(_map, num_parallel_calls=tf.data.AUTOTUNE).batch(batch_size).prefetch(tf.data.AUTOTUNE)

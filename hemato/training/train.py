@@ -35,6 +35,7 @@ from hemato.vision.models import (
     save_model,
     set_trainable,
     software_versions,
+    train_from_scratch,
 )
 
 MIN_TRAIN_PER_CLASS = 5
@@ -503,6 +504,7 @@ def run_training(config: TrainConfig, run_dir: Path, echo: Callable[[dict[str, A
                     config.fine_tune_learning_rate,
                 )
         else:
+            train_from_scratch(model)
             _fit_images(config, data, model, writer, cache, "train", config.epochs, config.learning_rate)
     except StopRequested:
         writer.update(state="stopped", phase="stopped before a model existed", finished=time.time())

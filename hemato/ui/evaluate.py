@@ -102,8 +102,9 @@ def _thumbnail(path: str, size: int = THUMB) -> np.ndarray | None:
 def _gradcam(model_dir: str, mtime: float, path: str, target: int) -> np.ndarray:
 
     model, _ = load_model_cached(Path(model_dir))
-    image = load_array(path, THUMB)
-    return overlay(image, explain(model, image, method="gradcam", target_class=target))
+    # Explain the image the model scored (full size, resized inside like every prediction), then show it small.
+    heatmap = explain(model, load_array(path), method="gradcam", target_class=target)
+    return overlay(load_array(path, THUMB), heatmap)
 
 
 # --------------------------------------------------------------------------------------------- inputs

@@ -38,9 +38,25 @@ def _presets() -> list[str]:
 
 
 def run_form() -> TrainConfig | None:
-    """The training form; returns a config when the user presses Train."""
+    """The training form; returns a config when the user presses Train.
+
+    The backbone and the weights are chosen above the form, so the form shows only the controls that apply:
+    a network trained from random weights has no head phase and nothing to fine-tune.
+    """
     settings = get_settings()
     defaults = TrainConfig(data="")
+    top_left, top_right = st.columns([2, 1])
+    backbone = top_left.selectbox(
+        "Backbone", list(BACKBONES), format_func=lambda k: BACKBONES[k].label, key="train_backbone"
+    )
+    spec = BACKBONES[backbone]
+    pretrained = spec.weights_file is not None
+    random_init = pretrained and top_right.checkbox(
+        "Start from random weights (no ImageNet)", value=False, key="train_random"
+    )
+    from_scratch = not pretrained or random_init
+    if from_scratch:
+        st.caption("Trained end to end from random weights: every layer learns, so there is no separate fine-tuning.")
     with st.form("train_form"):
         data = st.text_input(
             "Dataset folder or CSV manifest",
@@ -49,13 +65,13 @@ def run_form() -> TrainConfig | None:
             help="Class sub-folders (optionally under train/val/test) or a path,label[,split] CSV.",
         )
         left, mid, right = st.columns(3)
-        backbone = left.selectbox(
-            "Backbone", list(BACKBONES), format_func=lambda k: BACKBONES[k].label, key="train_backbone"
-        )
         size = left.select_slider("Input size (px)", [64, 96, 128, 160, 192, 224], value=224, key="train_size")
-        epochs = mid.slider("Head epochs (or epochs from scratch)", 1, 60, defaults.epochs, key="train_epochs")
-        fine_epochs = mid.slider("Fine-tuning epochs", 0, 10, defaults.fine_tune_epochs, key="train_ft_epochs")
-        fine_layers = mid.slider("Top layers to unfreeze", 0, 80, defaults.fine_tune_layers, key="train_ft_layers")
+        epochs_label = "Epochs" if from_scratch else "Head epochs"
+        epochs = mid.slider(epochs_label, 1, 60, defaults.epochs, key="train_epochs")
+        fine_epochs, fine_layers = 0, 0
+        if not from_scratch:
+            fine_epochs = mid.slider("Fine-tuning epochs", 0, 10, defaults.fine_tune_epochs, key="train_ft_epochs")
+            fine_layers = mid.slider("Top layers to unfreeze", 0, 80, defaults.fine_tune_layers, key="train_ft_layers")
         batch = right.select_slider("Batch size", [8, 16, 32, 64], value=32, key="train_batch")
         lr = right.select_slider(
             "Learning rate", [1e-4, 3e-4, 1e-3, 3e-3, 1e-2], value=1e-3, format_func="{:g}".format, key="train_lr"
@@ -64,10 +80,8 @@ def run_form() -> TrainConfig | None:
         presets = _presets()
         augment = left.selectbox("Augmentation preset", presets, index=presets.index(defaults.augment), key="train_aug")
         class_weighting = mid.checkbox("Weight classes by rarity", value=True, key="train_class_weights")
-        random_init = right.checkbox("Start from random weights (no ImageNet)", value=False, key="train_random")
         submitted = st.form_submit_button("Train", type="primary")
-    spec = BACKBONES[backbone]
-    if spec.weights_file and not random_init and local_weights_path(backbone, settings.weights_dir) is None:
+    if pretrained and not random_init and local_weights_path(backbone, settings.weights_dir) is None:
         st.warning(
             f"No local ImageNet weights for {spec.label}: Keras will try to download them. If you are offline, "
             "tick 'Start from random weights' or choose the small CNN."

@@ -227,11 +227,6 @@ class AugmentConfig:
                 filled[name] = {**spec.defaults(), **{k: float(v) for k, v in self.ops[name].items()}}
         self.ops = filled
 
-    @property
-    def enabled(self) -> list[str]:
-        """Names of the augmentations that are on, in the order they are applied."""
-        return list(self.ops)
-
     def to_dict(self) -> dict[str, dict[str, float]]:
         """JSON-ready form (for model cards and run folders)."""
         return {name: dict(params) for name, params in self.ops.items()}
@@ -289,13 +284,6 @@ PRESETS: dict[str, AugmentConfig] = {
         }
     ),
 }
-
-
-def get_preset(name: str) -> AugmentConfig:
-    """A copy of preset ``name`` (safe to modify)."""
-    if name not in PRESETS:
-        raise ValueError(f"Unknown augmentation preset {name!r}; choose from {', '.join(PRESETS)}.")
-    return AugmentConfig.from_dict(PRESETS[name].to_dict())
 
 
 def _uniform(rng: np.random.Generator, half_width: float) -> float:

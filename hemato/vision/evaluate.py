@@ -29,7 +29,7 @@ from hemato.data.datasets import Dataset, discover_dataset
 from hemato.data.imaging import ImageError, load_array
 from hemato.vision.features import extract_features
 from hemato.vision.metrics import compute_metrics
-from hemato.vision.models import MODEL_FILE, ModelCard, compiled_forward, load_model, model_key, read_card
+from hemato.vision.models import MODEL_FILE, compiled_forward, load_model, model_key, read_card
 
 if TYPE_CHECKING:
     import keras
@@ -93,26 +93,6 @@ def predict_paths(
     probs = extract_features(forward, paths, input_size, progress, batch_size, loader=load)
     probs[[i for i, path in enumerate(paths) if path in unreadable]] = np.nan
     return probs, unreadable
-
-
-def predict_dataset(
-    model: keras.Model,
-    card: ModelCard,
-    dataset: Dataset,
-    progress: ProgressFn | None = None,
-    batch_size: int = BATCH_SIZE,
-) -> np.ndarray:
-    """Class probabilities (N, C) for every row of ``dataset`` (NaN rows for unreadable images).
-
-    Args:
-        model: The loaded model.
-        card: Its card (input size, class order).
-        dataset: Rows to predict, in order.
-        progress: Called with (images done, total) after each batch.
-        batch_size: Images per batch.
-    """
-    probs, _ = predict_paths(model, dataset.frame["path"].tolist(), card.input_size, progress, batch_size)
-    return probs
 
 
 # --------------------------------------------------------------------------------------------- metrics

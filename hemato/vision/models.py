@@ -274,7 +274,10 @@ def backbone_layers(model: keras.Model) -> list[Any]:
 
 
 def set_trainable(model: keras.Model, fine_tune_layers: int) -> None:
-    """Freeze the backbone except its top ``fine_tune_layers`` layers; batch norm always stays frozen."""
+    """Freeze the backbone except its top ``fine_tune_layers`` layers; batch norm always stays frozen.
+
+    Frozen batch norm runs in inference mode with the pretrained statistics: what fine-tuning needs.
+    """
     import keras
 
     body = backbone_layers(model)
@@ -282,6 +285,12 @@ def set_trainable(model: keras.Model, fine_tune_layers: int) -> None:
     for i, layer in enumerate(body):
         is_bn = isinstance(layer, keras.layers.BatchNormalization)
         layer.trainable = i >= cut and not is_bn
+
+
+def train_from_scratch(model: keras.Model) -> None:
+    """Make every layer trainable, batch norm included: a randomly initialised network has nothing to keep."""
+    for layer in model.layers:
+        layer.trainable = True
 
 
 def feature_extractor(model: keras.Model) -> keras.Model:

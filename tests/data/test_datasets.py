@@ -5,7 +5,6 @@ from __future__ import annotations
 import shutil
 from pathlib import Path
 
-import numpy as np
 import pytest
 
 from hemato.data.datasets import (
@@ -115,14 +114,3 @@ def test_label_indices_rejects_unknown() -> None:
     assert label_indices(["B", "A"], ["A", "B"]).tolist() == [1, 0]
     with pytest.raises(DatasetError, match="BASOPHIL"):
         label_indices(["BASOPHIL"], ["A", "B"])
-
-
-def test_tf_pipeline_batches_real_images(pbc_mini: Path) -> None:
-    from hemato.data.datasets import make_tf_dataset
-
-    ds = discover_dataset(pbc_mini)
-    pipeline = make_tf_dataset(ds, ds.classes, image_size=48, batch_size=16, shuffle=True, seed=3)
-    images, labels = next(iter(pipeline))
-    assert images.shape == (16, 48, 48, 3)
-    assert float(np.min(images)) >= 0.0 and float(np.max(images)) <= 255.0
-    assert len(set(labels.numpy().tolist())) > 1, "a shuffled batch mixes classes"

@@ -41,3 +41,18 @@ def test_missing_weights_offer_random_init(tmp_path: Path, monkeypatch: pytest.M
     monkeypatch.setenv("HEMATO_WEIGHTS_DIR", str(tmp_path))
     at = AppTest.from_file(PAGE, default_timeout=60).run()
     assert any("Start from random weights" in w.value for w in at.warning)
+
+
+def test_fine_tuning_controls_only_for_pretrained_transfer(pbc_mini: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("HEMATO_DATA_DIR", str(pbc_mini))
+    at = AppTest.from_file(PAGE, default_timeout=60).run()
+    assert at.slider(key="train_ft_layers").value > 0
+    at.selectbox(key="train_backbone").set_value("small_cnn").run()
+    assert not at.exception, at.exception
+    keys = {s.key for s in at.slider}
+    assert "train_ft_epochs" not in keys and "train_ft_layers" not in keys
+    assert not [c for c in at.checkbox if c.key == "train_random"], "the small CNN has no ImageNet weights to skip"
+    at.selectbox(key="train_backbone").set_value("mobilenet_v2").run()
+    at.checkbox(key="train_random").check().run()
+    assert "train_ft_layers" not in {s.key for s in at.slider}
+    assert any("every layer learns" in c.value for c in at.caption)

@@ -154,3 +154,23 @@ def test_foreground_training_writes_the_same_run_folder(pbc_mini: Path, tmp_path
         p.name for p in run_dir.iterdir()
     }
     assert (tmp_path / "models" / "m" / "model.keras").exists()
+
+
+def test_training_from_random_weights_trains_the_backbone(pbc_mini: Path, tmp_path: Path) -> None:
+    import keras
+
+    from hemato.vision.models import backbone_layers, build_model, load_model
+
+    config = TrainConfig(data=str(pbc_mini), weights=None, epochs=1, fine_tune_epochs=0, **TINY)
+    run_dir = run_training(config, tmp_path / "run")
+    trained, card = load_model(run_dir)
+    assert card.weights == "random init"
+    keras.utils.set_random_seed(config.seed)  # the same initial weights run_training started from
+    initial, _ = build_model(config.backbone, card.classes, config.size, weights=None)
+    convs = [layer.name for layer in backbone_layers(trained) if isinstance(layer, keras.layers.Conv2D)]
+    changed = [
+        name
+        for name in convs
+        if not np.allclose(trained.get_layer(name).get_weights()[0], initial.get_layer(name).get_weights()[0])
+    ]
+    assert len(changed) == len(convs), f"{len(convs) - len(changed)} backbone convolutions never trained"

@@ -6,6 +6,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from PIL import Image
 
 from hemato.data.imaging import load_array
 from hemato.vision.augment import (
@@ -13,7 +14,6 @@ from hemato.vision.augment import (
     PRESETS,
     AugmentConfig,
     apply_single,
-    get_preset,
     make_augmenter,
     preview_grid,
 )
@@ -83,16 +83,15 @@ def test_standard_preset_suits_microscopy() -> None:
 
 
 def test_config_round_trips_and_rejects_unknown_names() -> None:
-    config = get_preset("strong")
-    assert AugmentConfig.from_dict(config.to_dict()).to_dict() == config.to_dict()
-    config.ops["rotation"]["max_degrees"] = 1.0
-    assert PRESETS["strong"].ops["rotation"]["max_degrees"] == 180.0, "get_preset must return a copy"
+    config = PRESETS["strong"]
+    copy = AugmentConfig.from_dict(config.to_dict())
+    assert copy.to_dict() == config.to_dict()
+    copy.ops["rotation"]["max_degrees"] = 1.0
+    assert config.ops["rotation"]["max_degrees"] == 180.0, "from_dict must not share the parameter dicts"
     with pytest.raises(ValueError, match="Unknown augmentation"):
         AugmentConfig({"sharpen": {}})
     with pytest.raises(ValueError, match="no parameter"):
         AugmentConfig({"rotation": {"max_angle": 3}})
-    with pytest.raises(ValueError, match="Unknown augmentation preset"):
-        get_preset("extreme")
 
 
 def test_augmenter_rejects_non_rgb(cell: np.ndarray) -> None:
@@ -127,6 +126,20 @@ def test_hed_jitter_matches_skimage_colour_deconvolution(cell: np.ndarray) -> No
     assert np.abs(ours - expected)[positive].max() <= 1.0
 
 
-def test_rotation_by_180_about_centre_flips_both_axes(cell: np.ndarray) -> None:
+def test_both_flips_turn_the_cell_half_way_round(cell: np.ndarray) -> None:
     flipped = make_augmenter(AugmentConfig({"hflip": {"p": 1.0}, "vflip": {"p": 1.0}}))(cell, np.random.default_rng(0))
     assert np.abs(flipped.astype(int) - cell[::-1, ::-1]).mean() < 2.0
+
+
+def test_rotation_turns_about_the_centre_by_the_drawn_angle(cell: np.ndarray) -> None:
+    seed = 3
+    angle = np.random.default_rng(seed).uniform(-180.0, 180.0)  # the only random draw of a rotation-only config
+    rotated = make_augmenter(AugmentConfig({"rotation": {"max_degrees": 180.0}}))(cell, np.random.default_rng(seed))
+    side = cell.shape[0]
+    # PIL turns counter-clockwise for positive angles; the augmentation turns clockwise (image y points down).
+    expected = np.asarray(Image.fromarray(cell).rotate(-angle, resample=Image.Resampling.BILINEAR))
+    yy, xx = np.mgrid[:side, :side]
+    inside = (yy - side / 2) ** 2 + (xx - side / 2) ** 2 < (0.4 * side) ** 2  # corners are filled differently
+    assert abs(angle) > 20  # a real turn, not a near-identity
+    assert np.abs(rotated.astype(int) - expected.astype(int))[inside].mean() < 2.0
+    assert np.abs(rotated.astype(int) - cell.astype(int))[inside].mean() > 10.0

@@ -18,7 +18,7 @@ from sklearn.metrics import (
 
 from hemato.cli import main
 from hemato.data.datasets import DatasetError, discover_dataset
-from hemato.vision.evaluate import EvaluationRequest, evaluate_model, predict_dataset, start_evaluation
+from hemato.vision.evaluate import EvaluationRequest, evaluate_model, predict_paths, start_evaluation
 from hemato.vision.metrics import compute_metrics, expected_calibration_error, reliability_bins
 
 CLASSES = ["EOSINOPHIL", "LYMPHOCYTE", "MONOCYTE", "NEUTROPHIL"]
@@ -89,14 +89,14 @@ def test_ece_of_a_perfectly_calibrated_set_is_zero() -> None:
     assert expected_calibration_error(confidence, correct) == pytest.approx(0.0)
 
 
-def test_predict_dataset_gives_probabilities(tiny_model_dir: Path, pbc_mini: Path) -> None:
+def test_predict_paths_gives_probabilities_and_progress(tiny_model_dir: Path, pbc_mini: Path) -> None:
     from hemato.vision.models import load_model
 
     model, card = load_model(tiny_model_dir)
-    ds = discover_dataset(pbc_mini)
+    paths = discover_dataset(pbc_mini).frame["path"].tolist()
     seen = []
-    probs = predict_dataset(model, card, ds, progress=lambda d, t: seen.append((d, t)), batch_size=32)
-    assert probs.shape == (80, 4)
+    probs, unreadable = predict_paths(model, paths, card.input_size, lambda d, t: seen.append((d, t)), batch_size=32)
+    assert probs.shape == (80, 4) and unreadable == {}
     assert np.allclose(probs.sum(axis=1), 1.0, atol=1e-4)
     assert seen[-1] == (80, 80) and len(seen) == 3
 
