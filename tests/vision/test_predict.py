@@ -89,7 +89,10 @@ def test_cli_predict_without_a_model_says_what_to_do(tmp_path: Path, pbc_mini: P
 def test_bench_one_reports_latencies_for_fast_naive_and_gradcam(tiny) -> None:
     model, card = tiny
     result = bench_one(model, card.input_size, n=3, warmup=1)
+    assert result["n"] == 3 and result["input_size"] == card.input_size
     for key in ("tf_function", "naive_model_predict", "gradcam"):
-        assert result[key]["p50_ms"] > 0 and result[key]["p95_ms"] >= result[key]["p50_ms"]
-    assert result["speedup_tf_function_vs_naive_p50"] > 0
+        assert set(result[key]) == {"p50_ms", "p95_ms"}
+        assert result[key]["p95_ms"] >= result[key]["p50_ms"]
+    naive, fast = result["naive_model_predict"]["p50_ms"], result["tf_function"]["p50_ms"]
+    assert result["speedup_tf_function_vs_naive_p50"] == pytest.approx(naive / fast, rel=0.01)
     assert "tflite" not in result  # only measured when an export is given
