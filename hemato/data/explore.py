@@ -294,57 +294,55 @@ class DuplicateGroup:
         return sum(s == EXCLUDED_SPLIT for s in self.splits)
 
 
-def _find(parent: list[int], i: int) -> int:
-    while parent[i] != i:
-        parent[i] = parent[parent[i]]
-        i = parent[i]
-    return i
+def _duplicate_edges(table: pd.DataFrame, max_distance: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Pairs (i, j, distance) of rows that are byte-identical or within ``max_distance`` perceptual-hash bits."""
+    firsts, others = [], []
+    for idx in table.groupby("sha256").indices.values():
+        firsts += [int(idx[0])] * (len(idx) - 1)
+        others += [int(j) for j in idx[1:]]
+    rows, cols, dists = [np.array(firsts, int)], [np.array(others, int)], [np.zeros(len(firsts), int)]
+    n = len(table)
+    if max_distance > 0 and n > 1:
+        hashes = table["phash"].to_numpy(dtype=np.uint64)
+        for start in range(0, n, 512):
+            distance = np.bitwise_count(hashes[start : start + 512, None] ^ hashes[None, :])
+            r, c = np.nonzero(distance <= max_distance)
+            keep = start + r < c
+            rows.append(start + r[keep])
+            cols.append(c[keep])
+            dists.append(distance[r[keep], c[keep]].astype(int))
+    return np.concatenate(rows), np.concatenate(cols), np.concatenate(dists)
 
 
 def find_duplicates(stats: ExploreStats, max_distance: int = DEFAULT_MAX_DISTANCE) -> list[DuplicateGroup]:
     """Group byte-identical files (same SHA-256) and files whose perceptual hashes differ by ≤ ``max_distance`` bits.
 
+    Groups are the connected components of the "is a copy of" graph (scipy), so near-copies chain into one group.
+
     Returns:
         Groups of two or more files, those crossing classes or splits first.
     """
+    from scipy.sparse import coo_matrix
+    from scipy.sparse.csgraph import connected_components
+
     table = stats.table[(stats.table["error"].fillna("") == "") & stats.table["phash"].notna()].reset_index(drop=True)
     n = len(table)
-    parent = list(range(n))
-    worst = [0] * n
-
-    def union(a: int, b: int, distance: int) -> None:
-        ra, rb = _find(parent, a), _find(parent, b)
-        parent[rb] = ra
-        worst[ra] = max(worst[ra], worst[rb], distance)
-
-    for _, idx in table.groupby("sha256").indices.items():
-        for j in idx[1:]:
-            union(int(idx[0]), int(j), 0)
-    if max_distance > 0 and n > 1:
-        hashes = table["phash"].to_numpy(dtype=np.uint64)
-        for start in range(0, n, 512):
-            block = hashes[start : start + 512, None] ^ hashes[None, :]
-            distance = np.bitwise_count(block)
-            rows, cols = np.nonzero(distance <= max_distance)
-            for r, c in zip(rows.tolist(), cols.tolist(), strict=True):
-                i = start + r
-                if i < c:
-                    union(i, c, int(distance[r, c]))
-    members: dict[int, list[int]] = {}
-    for i in range(n):
-        members.setdefault(_find(parent, i), []).append(i)
+    rows, cols, dists = _duplicate_edges(table, max_distance)
+    graph = coo_matrix((np.ones(len(rows)), (rows, cols)), shape=(n, n))
+    _, component = connected_components(graph, directed=False)
+    worst = np.zeros(n, int)
+    np.maximum.at(worst, component[rows], dists)
     groups = []
-    for root, idx in members.items():
-        if len(idx) < 2:
-            continue
-        rows = table.iloc[idx]
+    for root in np.flatnonzero(np.bincount(component, minlength=1) >= 2):
+        idx = np.flatnonzero(component == root)
+        members = table.iloc[idx]
         groups.append(
             DuplicateGroup(
-                paths=rows["path"].tolist(),
-                labels=rows["label"].tolist(),
-                splits=[s if isinstance(s, str) else "" for s in rows["split"].tolist()],
-                identical=rows["sha256"].nunique() == 1,
-                max_distance=worst[root],
+                paths=members["path"].tolist(),
+                labels=members["label"].tolist(),
+                splits=[s if isinstance(s, str) else "" for s in members["split"].tolist()],
+                identical=members["sha256"].nunique() == 1,
+                max_distance=int(worst[root]),
             )
         )
     groups.sort(key=lambda g: (not g.crosses_classes, not g.crosses_splits, not g.identical, g.paths[0]))

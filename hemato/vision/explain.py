@@ -8,12 +8,14 @@ caller's layers but ends in linear logits (a copy of the softmax head without th
 from __future__ import annotations
 
 import contextlib
+import functools
 import io
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
 from PIL import Image
+from plotly.colors import sample_colorscale, unlabel_rgb
 
 from hemato.data.imaging import resize_image
 from hemato.vision.models import (
@@ -230,25 +232,18 @@ def explain_all(
     return maps
 
 
+# Colour maps offered for heatmaps, by the name shown to users and plotly's colour scale (sampled to a 256-entry table).
+COLORSCALES = {"jet": "Jet", "hot": "Hot", "viridis": "Viridis", "gray": "Greys_r"}
+COLORMAPS = tuple(COLORSCALES)
+
+
+@functools.cache
 def _colormap_lut(name: str) -> np.ndarray:
-    """A 256×3 uint8 lookup table for ``jet``, ``hot``, ``viridis`` or ``gray``."""
-    t = np.linspace(0.0, 1.0, 256)
-    if name == "jet":
-        rgb = np.stack([np.clip(1.5 - np.abs(4 * t - c), 0, 1) for c in (3, 2, 1)], axis=-1)
-    elif name == "hot":
-        rgb = np.stack([np.clip(3 * t, 0, 1), np.clip(3 * t - 1, 0, 1), np.clip(3 * t - 2, 0, 1)], axis=-1)
-    elif name == "viridis":
-        anchors = np.array([[68, 1, 84], [59, 82, 139], [33, 145, 140], [94, 201, 98], [253, 231, 37]]) / 255.0
-        xs = np.linspace(0, 1, len(anchors))
-        rgb = np.stack([np.interp(t, xs, anchors[:, c]) for c in range(3)], axis=-1)
-    elif name == "gray":
-        rgb = np.stack([t, t, t], axis=-1)
-    else:
-        raise ValueError(f"Unknown colormap {name!r}; choose jet, hot, viridis or gray.")
-    return (rgb * 255).round().astype(np.uint8)
-
-
-COLORMAPS = ("jet", "hot", "viridis", "gray")
+    """A 256×3 uint8 lookup table of one of :data:`COLORMAPS` (plotly's colour scales)."""
+    if name not in COLORSCALES:
+        raise ValueError(f"Unknown colormap {name!r}; choose one of {', '.join(COLORMAPS)}.")
+    colours = sample_colorscale(COLORSCALES[name], np.linspace(0.0, 1.0, 256).tolist())
+    return np.array([unlabel_rgb(c) for c in colours]).round().astype(np.uint8)
 
 
 def colorize(heatmap: np.ndarray, colormap: str = "jet") -> np.ndarray:
