@@ -1,0 +1,1 @@
+"""HematoVision: learn white-blood-cell identification and look inside the CNNs that do it."""

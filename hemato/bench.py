@@ -169,7 +169,6 @@ def _percentiles(times: list[float]) -> dict[str, float]:
 
 def _bench_images(size: int, count: int) -> list[np.ndarray]:
     """Real cell images when a dataset is configured (random pixels otherwise), at ``size``."""
-
     settings = get_settings()
     try:
         if settings.data_dir is None:
@@ -184,7 +183,6 @@ def _bench_images(size: int, count: int) -> list[np.ndarray]:
 
 def _bench_model(backbone: str, model_dir: Path | None) -> tuple[keras.Model, int, str]:
     """A trained model of ``backbone`` if one is found, else a freshly built one with ImageNet weights."""
-
     settings = get_settings()
     candidates = [Path(model_dir)] if model_dir else []
     candidates += [path for path, card in list_models(settings.models_dir) if card is not None]
@@ -207,7 +205,6 @@ def bench_one(
     model: keras.Model, size: int, n: int = 30, warmup: int = 3, tflite_path: Path | None = None
 ) -> dict[str, Any]:
     """Time single-image predict (tf.function, TFLite if given, and ``model.predict``, interleaved) and Grad-CAM."""
-
     images = _bench_images(size, max(n, 1))
     paths: dict[str, Any] = {"tf_function": Predictor(model, size).predict_one}
     if tflite_path is not None:

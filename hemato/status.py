@@ -113,7 +113,6 @@ def dataset_options(data_dir: Path | None, shared_data: Path | None = None) -> l
     Returns:
         ``(label, path)`` pairs without duplicates.
     """
-
     options: list[tuple[str, Path]] = []
     for i, (name, path) in enumerate(known_datasets(data_dir, shared_data)):
         if i == 0 and data_dir is not None:
@@ -126,6 +125,5 @@ def dataset_options(data_dir: Path | None, shared_data: Path | None = None) -> l
 
 def cross_lab_path(shared_data: Path | None = None) -> Path | None:
     """The second-lab dataset (BCCD crops) when present."""
-
     path = (Path(shared_data) if shared_data else SHARED_DIR / "data") / CROSS_LAB_FOLDER
     return path if path.is_dir() else None

@@ -31,14 +31,12 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 def run_bench_predict(args: argparse.Namespace) -> int:
     """Print :func:`hemato.vision.predict.bench_predict` results."""
-
     print(json.dumps(bench_predict(args.model, args.n, args.backbones), indent=2))
     return 0
 
 
 def run_bench_train(args: argparse.Namespace) -> int:
     """Print :func:`hemato.bench.bench_train` results."""
-
     result = bench_train(args.data, args.split_csv, tuple(args.backbones), full=args.full)
     print(json.dumps(result, indent=2))
     return 0
@@ -46,6 +44,5 @@ def run_bench_train(args: argparse.Namespace) -> int:
 
 def run_bench_explore(args: argparse.Namespace) -> int:
     """Print :func:`hemato.data.explore.bench_explore` results."""
-
     print(json.dumps(bench_explore(args.data), indent=2))
     return 0

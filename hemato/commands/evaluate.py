@@ -76,7 +76,6 @@ def print_summary(result: dict[str, Any]) -> None:
 
 def run(args: argparse.Namespace) -> int:
     """Evaluate and print the result."""
-
     cache_dir = args.cache_dir or get_settings().cache_dir
     if args.progress_file:
         request = EvaluationRequest(args.model, args.data, args.split_csv, args.split)

@@ -47,7 +47,6 @@ def target_index(target: str | None, classes: list[str]) -> int | None:
 
 def run_explain(args: argparse.Namespace) -> int:
     """Compute the heatmap and write it; print the explained class."""
-
     if args.out.suffix.lower() not in IMAGE_EXTENSIONS:
         raise ValueError(f"--out must be an image file name (.png, .jpg, …), got {args.out.name!r}.")
     image = load_array(args.image)  # refuses unusable images before anything is written

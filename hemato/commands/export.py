@@ -24,7 +24,6 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 def run_export(args: argparse.Namespace) -> int:
     """Export, optionally check agreement (exit 1 below 99 %), print a JSON summary."""
-
     model_dir = args.model or get_settings().default_model_dir
     model, card = load_model(model_dir)
     out = args.out or Path(model_dir) / TFLITE_FILE

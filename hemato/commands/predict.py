@@ -24,7 +24,6 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 def run_predict(args: argparse.Namespace) -> int:
     """Print one line (or CSV row) per image; unreadable images are reported and give exit code 1."""
-
     model_dir = args.model or get_settings().default_model_dir
     model, card = load_model(model_dir)
     predictor = Predictor(model, card.input_size)

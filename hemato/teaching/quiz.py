@@ -141,7 +141,6 @@ def normalise_code(code: str | None) -> str:
 
 def configured_secret(env: Mapping[str, str], secrets_map: Mapping[str, Any] | None) -> str | None:
     """The instructor secret from Streamlit secrets (``instructor_secret``) or the environment, if set."""
-
     candidates = [(secrets_map or {}).get("instructor_secret"), env.get(ENV_INSTRUCTOR_SECRET)]
     for value in candidates:
         if isinstance(value, str) and value.strip():
@@ -410,7 +409,6 @@ def predict_pool(
         batch_size: Images per call.
         progress: Called with (done, total) after each batch.
     """
-
     rows = []
     lookup = {c: i for i, c in enumerate(classes)}
     for start in range(0, len(questions), batch_size):
@@ -435,7 +433,6 @@ def predict_pool(
 
 def pool_cache_path(cache_dir: Path, model_dir: Path, fingerprint: str) -> Path:
     """Where one model's predictions over one dataset's quiz pool are cached."""
-
     model_file = Path(model_dir) / MODEL_FILE
     mtime = int(model_file.stat().st_mtime) if model_file.exists() else 0
     return Path(cache_dir) / "quiz" / f"pool_{Path(model_dir).name}_{mtime}_{fingerprint}.csv"

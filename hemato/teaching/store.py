@@ -332,7 +332,6 @@ class QuizStore:
             AlreadyAnsweredError: This question of this attempt was already answered.
             QuizError: The attempt does not exist or is already finished.
         """
-
         correct = grade_answer(answer, question.label)
         with self._write() as conn:
             attempt = conn.execute(
@@ -460,7 +459,6 @@ class InstructorView:
         Raises:
             hemato.teaching.quiz.InstructorAccessError: No secret is configured or the given one is wrong.
         """
-
         require_instructor(given_secret, configured_secret)
         self._store = store
 

@@ -208,7 +208,6 @@ class _ImageCache:
 
     def load(self, chunk: Any) -> np.ndarray:
         """The uint8 images of ``chunk`` (decoded on first use, then served from memory)."""
-
         chunk = list(chunk)
         if self.array is None:
             return load_images(chunk, self.size)

@@ -55,7 +55,6 @@ def _load_model(path: str, mtime: float) -> tuple[Any, Any]:
 
 def load_model_cached(model_dir: Path) -> tuple[Any, Any]:
     """Load a model once per file version; the result is shared and must never be trained or mutated."""
-
     model_file = Path(model_dir) / MODEL_FILE
     mtime = model_file.stat().st_mtime if model_file.exists() else 0.0
     return _load_model(str(model_dir), mtime)

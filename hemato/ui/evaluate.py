@@ -1,5 +1,8 @@
-"""Evaluate page widgets: data picker, background evaluation with progress, metrics, drill-down galleries,
-calibration plots, model comparison and the cross-lab panel."""
+"""Evaluate page widgets.
+
+Data picker, background evaluation with progress, metrics, drill-down galleries, calibration plots, model
+comparison and the cross-lab panel.
+"""
 
 from __future__ import annotations
 

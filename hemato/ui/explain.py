@@ -148,7 +148,6 @@ def _predictor(model_dir: str, mtime_key: str, tflite: str | None) -> Any:
 
 def _tflite_file(model_dir: Path) -> str | None:
     """The model's TFLite export if present (model folder or cache); else start exporting it in the background."""
-
     beside = Path(model_dir) / TFLITE_FILE
     cached = tflite_cache_path(get_settings().cache_dir, model_dir)
     for path in (cached, beside):
@@ -311,7 +310,6 @@ def _render_overlays(image: InputImage, maps: dict[str, np.ndarray], alpha: floa
 
 def saliency_controls(model: Any, classes: list[str], key: str) -> dict[str, Any]:
     """Method, target class, layer, opacity and colour-map pickers; returns the choices."""
-
     layers = cam_layers(model)
     default_layer = last_conv_layer(model)
     c1, c2, c3 = st.columns(3)
@@ -442,7 +440,6 @@ def _default_layer(model: Any) -> str:
 
 def layer_views(model: Any, image: InputImage, key: str) -> None:
     """The layer table and, for a chosen layer, a grid of its strongest feature maps for ``image``."""
-
     table = layer_table(model)
     st.markdown(f"**{model.name}**: {len(table)} layers, {int(table['params'].sum()):,} parameters")
     st.dataframe(table, hide_index=True, height=260, width="stretch", key=f"{key}_layers")
@@ -494,7 +491,6 @@ def _show_am_job(folder: Path, captions: dict[int, str], key: str) -> None:
 
 def neuron_views(model: Any, model_dir: Path, classes: list[str], image: InputImage | None, key: str) -> None:
     """Activation maximisation for chosen filters and class-model images: background jobs cached per model."""
-
     cache = get_settings().cache_dir
     st.markdown(
         "Each picture is synthesised from noise by gradient ascent until it excites one unit as strongly as "
@@ -539,7 +535,6 @@ def _imagenet_ready(weights_dir: str) -> bool:
 
 def imagenet_view(image: InputImage, key: str) -> None:
     """ImageNet top-5 of the original MobileNetV2 for this cell, with a note on transfer learning."""
-
     weights_dir = get_settings().weights_dir
     st.markdown(
         "The backbone of the default model was first trained on **ImageNet** (1000 everyday object classes, no "

@@ -108,7 +108,6 @@ def show_image(path: str, width: int | None = None, caption: str | None = None) 
 
 def pick_model(key: str) -> tuple[Path, Any, Any] | None:
     """Sidebar model picker (default model first) → (folder, model, card), or None with a message."""
-
     model_dir = model_picker(key)
     if model_dir is None:
         return None
@@ -196,7 +195,6 @@ def _gradcam(model_dir: str, mtime: float, path: str, target: int | None) -> np.
 
 def gradcam_overlay(model_dir: Path, path: str, target_class: str | None = None) -> np.ndarray | None:
     """Grad-CAM overlay (uint8 RGB) of the model's predicted class, or of ``target_class`` when given."""
-
     classes = read_card(model_dir).classes
     target = classes.index(target_class) if target_class in classes else None
     return _gradcam(str(model_dir), _mtime(model_dir), path, target)
@@ -251,7 +249,6 @@ def pool_predictions(model_info: tuple[Path, Any, Any], dataset: Dataset) -> pd.
 
     Returns the table when ready; otherwise starts (or keeps) the job and shows its progress.
     """
-
     model_dir, model, card = model_info
     settings = get_settings()
     out_path = pool_cache_path(settings.cache_dir, model_dir, dataset.fingerprint())
@@ -450,7 +447,6 @@ def signed_in_student() -> dict[str, Any] | None:
 
 def sign_in_form() -> None:
     """Ask for a display name (no password), validate it and remember the student in the session."""
-
     with st.form("quiz_sign_in"):
         name = st.text_input(
             "Your display name", max_chars=60, key="quiz_name", help="1–40 characters; no password needed."
@@ -520,7 +516,6 @@ def start_quiz(
 
 def next_practice_question(attempt_id: int, index: int, dataset: Dataset, student_id: int) -> Question:
     """The practice question for ``index``: due Leitner reviews first, otherwise weak classes more often."""
-
     current = st.session_state.get("quiz_current")
     if current and current["attempt"] == attempt_id and current["index"] == index:
         return Question(current["path"], current["label"])
@@ -555,7 +550,6 @@ def submit_answer(
     attempt_id: int, index: int, question: Question, choice: str, model_dir: Path | None
 ) -> Answer | None:
     """Store one answer at once (with the model's verdict when there is a model); messages for bad submissions."""
-
     shown = st.session_state.get("quiz_shown_at", {}).get(f"{attempt_id}:{index}")
     seconds = time.time() - shown if shown else None
     verdict = None
@@ -600,7 +594,6 @@ def question_form(attempt_id: int, index: int, classes: list[str]) -> str | None
 @st.fragment(run_every=1)
 def countdown(started: float, limit_s: float) -> None:
     """A live countdown for timed exams; reruns the page when time is up."""
-
     left = seconds_left(started, limit_s, time.time()) or 0.0
     if left <= 0:
         st.rerun(scope="app")
@@ -627,7 +620,6 @@ def instructor_gate() -> Any:
 
     Nothing class-wide is shown before the configured secret has been entered in this session.
     """
-
     configured = instructor_secret()
     if configured is None:
         st.info(how_to_enable_instructor())
@@ -651,7 +643,6 @@ def instructor_gate() -> Any:
 
 def render_create_quiz_set(view: Any, dataset: Dataset) -> None:
     """Form: a quiz set from classes + size + seed, or from a fixed list of images; shows the new code."""
-
     kind = st.radio(
         "Images",
         ["sample", "fixed"],
@@ -709,7 +700,6 @@ def quiz_set_picker(view: Any, key: str) -> Any:
 
 def render_class_results(view: Any, quiz_set: Any, dataset: Dataset, model_dir: Path | None) -> None:
     """Per-student scores, class confusion matrix, hardest images, class vs model and CSV export (live)."""
-
     answers = view.answers(quiz_set.code)
     st.caption(f"{answers['student'].nunique()} student(s), {len(answers)} answer(s) · refreshes every 5 s")
     if answers.empty:

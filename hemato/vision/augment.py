@@ -290,7 +290,9 @@ def _uniform(rng: np.random.Generator, half_width: float) -> float:
     return float(rng.uniform(-half_width, half_width)) if half_width > 0 else 0.0
 
 
-def _geometric_matrix(ops: Mapping[str, Mapping[str, float]], size: tuple[int, int], rng: np.random.Generator):
+def _geometric_matrix(
+    ops: Mapping[str, Mapping[str, float]], size: tuple[int, int], rng: np.random.Generator
+) -> np.ndarray | None:
     """Forward 3×3 affine (input → output pixel coordinates) of all geometric ops, or None for identity."""
     w, h = size
     cx, cy = w / 2.0, h / 2.0

@@ -113,7 +113,6 @@ def compute_embedding(
     Returns:
         The projection, also cached on disk.
     """
-
     # The feature cache is per image, so features training already extracted are reused here.
     features, _ = cached_features(EMBED_BACKBONE, EMBED_SIZE, frame["path"].tolist(), cache_dir, weights_dir, progress)
     coords, explained = project(features, method)

@@ -78,7 +78,6 @@ def predict_paths(
         ``(probs, unreadable)``: float32 (N, C) probabilities (NaN rows for unreadable files) and
         ``{path: reason}`` for the files that could not be decoded.
     """
-
     forward = compiled_forward(model, input_size)
     n_classes = int(model.output.shape[-1])
     unreadable: dict[str, str] = {}
@@ -222,7 +221,6 @@ def evaluate_model(
         ModelLoadError: The model cannot be loaded.
         ValueError: No image of the data has a label the model knows.
     """
-
     model_dir = Path(model_dir)
     cache_dir = Path(cache_dir) if cache_dir else get_settings().cache_dir
     request = EvaluationRequest(model_dir, Path(data_path), Path(split_csv) if split_csv else None, split)

@@ -60,7 +60,6 @@ class Agreement:
 
 def check_agreement(model: keras.Model, tflite_path: Path, images: np.ndarray) -> Agreement:
     """Compare top-1 classes and probabilities of ``model`` and its TFLite export on uint8 ``images``."""
-
     size = int(model.input_shape[1])
     keras_probs = Predictor(model, size).predict(images)
     lite_probs = TFLitePredictor(tflite_path).predict(images)
@@ -72,7 +71,6 @@ def check_agreement(model: keras.Model, tflite_path: Path, images: np.ndarray) -
 
 def tflite_cache_path(cache_dir: Path, model_dir: Path) -> Path:
     """Where the app keeps the TFLite export of a saved model (changes when the model file changes)."""
-
     return Path(cache_dir) / "tflite" / f"{model_key(model_dir)}.tflite"
 
 
@@ -81,7 +79,6 @@ def start_tflite_export(model_dir: Path, out_path: Path) -> bool:
 
     A separate process keeps the export (~15 s) off the app's shared, read-only model and its threads.
     """
-
     out_path = Path(out_path)
     marker = out_path.with_suffix(".exporting")
     if out_path.exists() or (marker.exists() and time.time() - marker.stat().st_mtime < 300):

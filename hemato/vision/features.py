@@ -113,7 +113,6 @@ def cached_features(
     Raises:
         WeightsUnavailableError: No ImageNet weights for the backbone.
     """
-
     local = local_weights_path(backbone, weights_dir)
     source = f"imagenet (local file {local.name})" if local else "imagenet (downloaded by Keras)"
     store = cache_file(cache_dir, backbone, input_size, source)

@@ -62,7 +62,6 @@ def imagenet_model(weights_dir: Path | None) -> keras.Model:
 
 def imagenet_top(image: np.ndarray, weights_dir: Path | None, k: int = 5) -> list[tuple[str, float]]:
     """The ``k`` most probable ImageNet classes for a uint8 (H, W, 3) image, as (label, probability)."""
-
     labels = read_labels(weights_dir)
     model = imagenet_model(weights_dir)
     x = resize_image(np.asarray(image), IMAGENET_SIZE).astype(np.float32)[None] / 127.5 - 1.0

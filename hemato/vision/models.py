@@ -408,7 +408,6 @@ def layer_model(model: keras.Model, layer: str) -> keras.Model:
 
 def cam_layers(model: keras.Model) -> list[str]:
     """Names of the layers a CAM can be computed on (4-D outputs after preprocessing), input to output."""
-
     return [layer.name for layer in backbone_layers(model) if len(layer.output.shape) == 4]
 
 

@@ -69,7 +69,6 @@ def feature_maps(model: keras.Model, image: np.ndarray, layer: str, top: int = 1
     Raises:
         ValueError: ``layer`` has no spatial (4-D) output.
     """
-
     if layer not in cam_layers(model):
         raise ValueError(f"Layer {layer!r} has no feature maps; pick a layer with a 4-D output.")
     x = resize_image(np.asarray(image), model_input_size(model)).astype(np.float32)[None]
@@ -144,7 +143,6 @@ def job_images(folder: Path) -> list[tuple[int, np.ndarray]]:
 
 def run_maximization(model: keras.Model, folder: Path, layer: str | None, units: list[int], steps: int) -> JobStatus:
     """Compute activation-maximisation images now, recording progress and results in ``folder``."""
-
     request = {"layer": layer, "units": [int(u) for u in units], "steps": int(steps)}
     status = JobStatus("running", 0, int(steps), time.time(), time.time(), "", request)
     _write_status(folder, status)
