@@ -22,7 +22,7 @@ def test_tiny_run_from_the_train_page(app_env, pbc_mini: Path, app_url, page) ->
     data.fill(str(pbc_mini))
     data.press("Enter")
     _slider_to_min(page, "Input size (px)")
-    _slider_to_min(page, "Head epochs (or epochs from scratch)")
+    _slider_to_min(page, "Head epochs")
     _slider_to_min(page, "Fine-tuning epochs")
     page.get_by_role("button", name="Train").click()
     page.get_by_text("started in the background").wait_for()
