@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import os
+from collections.abc import Iterator
 from pathlib import Path
 
 import numpy as np
 import pytest
 
-from hemato.config import PROJECT_ROOT, SHARED_DIR
+from hemato.config import PROJECT_ROOT, SHARED_DIR, get_settings
+from tests.fixtures.servers import PostgresServer, start_postgres
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
@@ -34,7 +36,38 @@ def isolated_home(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     monkeypatch.setenv("HEMATO_HOME", str(home))
     monkeypatch.setenv("HEMATO_MODELS_DIR", str(tmp_path / "models"))
     monkeypatch.setenv("HEMATO_WEIGHTS_DIR", str(WEIGHTS_DIR))
+    for name in (
+        "HEMATO_DATABASE_URL",
+        "HEMATO_REDIS_URL",
+        "HEMATO_WORKER",
+        "HEMATO_HEAVY_SLOTS",
+        "HEMATO_LIGHT_SLOTS",
+    ):
+        monkeypatch.delenv(name, raising=False)
     return home
+
+
+@pytest.fixture(scope="session")
+def postgres() -> Iterator[PostgresServer]:
+    """One real PostgreSQL server for the whole session (initdb + pg_ctl in a temporary folder)."""
+    server = start_postgres()
+    try:
+        yield server
+    finally:
+        server.stop()
+
+
+@pytest.fixture(params=["sqlite", "postgresql"])
+def database_url(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> str:
+    """The test's database: the SQLite file under its HEMATO_HOME, or a fresh database on the real PostgreSQL.
+
+    Set as ``HEMATO_DATABASE_URL`` too, so code reading the settings uses the same database.
+    """
+    if request.param == "sqlite":
+        return get_settings().db_url
+    url = request.getfixturevalue("postgres").new_database()
+    monkeypatch.setenv("HEMATO_DATABASE_URL", url)
+    return url
 
 
 @pytest.fixture(scope="session")

@@ -1,23 +1,25 @@
-"""Durable quiz data in SQLite: students, quiz sets, attempts, every answer and Leitner cards.
+"""Durable quiz data: students, quiz sets, attempts, every answer and Leitner cards (tables ``quiz_*``).
 
-Each call opens its own short-lived connection (WAL, busy timeout), so threads and Streamlit sessions never
-share one, and every answer is committed the moment it is given. The training runs' tables live in the same
-file (``hemato.training.runs``); every table here is prefixed ``quiz_``.
+The tables and the connection helper are in :mod:`hemato.db` (SQLite under HEMATO_HOME, or PostgreSQL via
+``HEMATO_DATABASE_URL``). Each call runs its own short transaction, so threads, Streamlit sessions and app
+replicas never share one, and every answer is committed the moment it is given.
 """
 
 from __future__ import annotations
 
 import json
-import sqlite3
 import time
-from collections.abc import Iterator, Sequence
-from contextlib import contextmanager
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import pandas as pd
+from sqlalchemy import Connection, RowMapping, func, select
 
+from hemato import db
+from hemato.config import get_settings
+from hemato.db import quiz_answers, quiz_attempts, quiz_cards, quiz_set_items, quiz_sets, quiz_students
 from hemato.teaching.quiz import (
     Answer,
     Card,
@@ -30,64 +32,6 @@ from hemato.teaching.quiz import (
     update_card,
     validate_name,
 )
-
-BUSY_TIMEOUT_MS = 30_000
-SCHEMA = """
-CREATE TABLE IF NOT EXISTS quiz_students (
-    id INTEGER PRIMARY KEY,
-    name TEXT NOT NULL UNIQUE COLLATE NOCASE,
-    created REAL NOT NULL
-);
-CREATE TABLE IF NOT EXISTS quiz_sets (
-    code TEXT PRIMARY KEY,
-    title TEXT NOT NULL,
-    spec TEXT NOT NULL,
-    created REAL NOT NULL
-);
-CREATE TABLE IF NOT EXISTS quiz_set_items (
-    code TEXT NOT NULL REFERENCES quiz_sets(code),
-    position INTEGER NOT NULL,
-    path TEXT NOT NULL,
-    label TEXT NOT NULL,
-    PRIMARY KEY (code, position)
-);
-CREATE TABLE IF NOT EXISTS quiz_attempts (
-    id INTEGER PRIMARY KEY,
-    student_id INTEGER NOT NULL REFERENCES quiz_students(id),
-    mode TEXT NOT NULL,
-    quiz_code TEXT REFERENCES quiz_sets(code),
-    n_questions INTEGER,
-    time_limit_s REAL,
-    model_name TEXT,
-    questions TEXT,
-    started REAL NOT NULL,
-    finished REAL
-);
-CREATE TABLE IF NOT EXISTS quiz_answers (
-    id INTEGER PRIMARY KEY,
-    attempt_id INTEGER NOT NULL REFERENCES quiz_attempts(id),
-    question_index INTEGER NOT NULL,
-    path TEXT NOT NULL,
-    truth TEXT NOT NULL,
-    answer TEXT NOT NULL,
-    correct INTEGER NOT NULL,
-    seconds REAL,
-    model_pred TEXT,
-    model_conf REAL,
-    answered_at REAL NOT NULL,
-    UNIQUE (attempt_id, question_index)
-);
-CREATE TABLE IF NOT EXISTS quiz_cards (
-    student_id INTEGER NOT NULL REFERENCES quiz_students(id),
-    path TEXT NOT NULL,
-    box INTEGER NOT NULL,
-    due_step INTEGER NOT NULL,
-    PRIMARY KEY (student_id, path)
-);
-CREATE INDEX IF NOT EXISTS quiz_answers_attempt ON quiz_answers(attempt_id);
-CREATE INDEX IF NOT EXISTS quiz_attempts_student ON quiz_attempts(student_id);
-CREATE INDEX IF NOT EXISTS quiz_attempts_code ON quiz_attempts(quiz_code);
-"""
 
 
 class AlreadyAnsweredError(QuizError):
@@ -134,38 +78,17 @@ class Attempt:
 
 
 class QuizStore:
-    """Quiz persistence in the SQLite file at ``db_path`` (created on first use)."""
+    """Quiz persistence in one database (default: the settings' database, created and migrated on first use)."""
 
-    def __init__(self, db_path: Path) -> None:
-        self.db_path = Path(db_path)
-        self.db_path.parent.mkdir(parents=True, exist_ok=True)
-        with self._connect() as conn:
-            conn.execute("PRAGMA journal_mode=WAL")
-            conn.executescript(SCHEMA)
-
-    @contextmanager
-    def _connect(self) -> Iterator[sqlite3.Connection]:
-        conn = sqlite3.connect(self.db_path, timeout=BUSY_TIMEOUT_MS / 1000, isolation_level=None)
-        try:
-            conn.row_factory = sqlite3.Row
-            conn.execute(f"PRAGMA busy_timeout={BUSY_TIMEOUT_MS}")
-            conn.execute("PRAGMA foreign_keys=ON")
-            conn.execute("PRAGMA synchronous=NORMAL")
-            yield conn
-        finally:
-            conn.close()
-
-    @contextmanager
-    def _write(self) -> Iterator[sqlite3.Connection]:
-        """A write transaction taken up front (BEGIN IMMEDIATE), so concurrent writers queue instead of failing."""
-        with self._connect() as conn:
-            conn.execute("BEGIN IMMEDIATE")
-            try:
-                yield conn
-            except BaseException:
-                conn.execute("ROLLBACK")
-                raise
-            conn.execute("COMMIT")
+    def __init__(self, database: str | Path | None = None) -> None:
+        """Open ``database``: a SQLAlchemy URL, a SQLite file path, or None for ``HEMATO_DATABASE_URL``/HEMATO_HOME."""
+        if database is None:
+            self.url = get_settings().db_url
+        elif "://" in str(database):
+            self.url = db.normalise_url(str(database))
+        else:
+            self.url = f"sqlite:///{Path(database)}"
+        db.engine_for(self.url)
 
     # ------------------------------------------------------------ students
 
@@ -176,16 +99,14 @@ class QuizStore:
             QuizError: The name is not valid (see :func:`hemato.teaching.quiz.validate_name`).
         """
         cleaned = validate_name(name)
-        with self._write() as conn:
-            conn.execute("INSERT OR IGNORE INTO quiz_students(name, created) VALUES (?, ?)", (cleaned, time.time()))
-            row = conn.execute("SELECT id, name FROM quiz_students WHERE name = ?", (cleaned,)).fetchone()
-        return Student(int(row["id"]), str(row["name"]))
-
-    def list_students(self) -> list[Student]:
-        """Every known student, by name."""
-        with self._connect() as conn:
-            rows = conn.execute("SELECT id, name FROM quiz_students ORDER BY name").fetchall()
-        return [Student(int(r["id"]), str(r["name"])) for r in rows]
+        with db.begin(self.url) as conn:
+            db.insert_ignore(conn, quiz_students, {"name": cleaned, "created": time.time()})
+            row = conn.execute(
+                select(quiz_students.c.id, quiz_students.c.name).where(
+                    func.lower(quiz_students.c.name) == func.lower(cleaned)
+                )
+            ).one()
+        return Student(int(row.id), str(row.name))
 
     # ------------------------------------------------------------ quiz sets
 
@@ -198,18 +119,17 @@ class QuizStore:
         if not items:
             raise QuizError("A quiz set needs at least one image.")
         title = (title or "").strip()[:80] or "Quiz"
-        with self._write() as conn:
+        with db.begin(self.url) as conn:
             for _ in range(20):
                 code = new_code()
-                if conn.execute("SELECT 1 FROM quiz_sets WHERE code = ?", (code,)).fetchone() is None:
+                if conn.execute(select(quiz_sets.c.code).where(quiz_sets.c.code == code)).first() is None:
                     break
             conn.execute(
-                "INSERT INTO quiz_sets(code, title, spec, created) VALUES (?, ?, ?, ?)",
-                (code, title, json.dumps(spec or {}), time.time()),
+                quiz_sets.insert().values(code=code, title=title, spec=json.dumps(spec or {}), created=time.time())
             )
-            conn.executemany(
-                "INSERT INTO quiz_set_items(code, position, path, label) VALUES (?, ?, ?, ?)",
-                [(code, i, q.path, q.label) for i, q in enumerate(items)],
+            conn.execute(
+                quiz_set_items.insert(),
+                [{"code": code, "position": i, "path": q.path, "label": q.label} for i, q in enumerate(items)],
             )
         return code
 
@@ -221,25 +141,23 @@ class QuizStore:
             UnknownQuizSetError: No quiz set has this code.
         """
         cleaned = normalise_code(code)
-        with self._connect() as conn:
-            row = conn.execute("SELECT * FROM quiz_sets WHERE code = ?", (cleaned,)).fetchone()
+        with db.connect(self.url) as conn:
+            row = conn.execute(select(quiz_sets).where(quiz_sets.c.code == cleaned)).mappings().first()
             if row is None:
                 raise UnknownQuizSetError(f"No quiz has the code {cleaned}; check it with your instructor.")
             items = conn.execute(
-                "SELECT path, label FROM quiz_set_items WHERE code = ? ORDER BY position", (cleaned,)
-            ).fetchall()
+                select(quiz_set_items.c.path, quiz_set_items.c.label)
+                .where(quiz_set_items.c.code == cleaned)
+                .order_by(quiz_set_items.c.position)
+            ).all()
         return QuizSet(
-            cleaned,
-            row["title"],
-            json.loads(row["spec"]),
-            [Question(r["path"], r["label"]) for r in items],
-            row["created"],
+            cleaned, row["title"], json.loads(row["spec"]), [Question(r.path, r.label) for r in items], row["created"]
         )
 
     def list_quiz_sets(self) -> list[QuizSet]:
         """Every quiz set, newest first."""
-        with self._connect() as conn:
-            codes = [r["code"] for r in conn.execute("SELECT code FROM quiz_sets ORDER BY created DESC")]
+        with db.connect(self.url) as conn:
+            codes = conn.execute(select(quiz_sets.c.code).order_by(quiz_sets.c.created.desc())).scalars().all()
         return [self.get_quiz_set(code) for code in codes]
 
     # ------------------------------------------------------------ attempts and answers
@@ -255,22 +173,20 @@ class QuizStore:
     ) -> Attempt:
         """Open a new attempt; ``questions`` fixes the list (exam, quiz set, challenge), ``None`` is endless."""
         qs = [q.__dict__ for q in questions] if questions is not None else None
-        with self._write() as conn:
-            cur = conn.execute(
-                "INSERT INTO quiz_attempts(student_id, mode, quiz_code, n_questions, time_limit_s, model_name, "
-                "questions, started) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
-                (
-                    student_id,
-                    mode,
-                    quiz_code,
-                    len(qs) if qs is not None else None,
-                    time_limit_s,
-                    model_name,
-                    json.dumps(qs) if qs is not None else None,
-                    time.time(),
-                ),
+        with db.begin(self.url) as conn:
+            result = conn.execute(
+                quiz_attempts.insert().values(
+                    student_id=student_id,
+                    mode=mode,
+                    quiz_code=quiz_code,
+                    n_questions=len(qs) if qs is not None else None,
+                    time_limit_s=time_limit_s,
+                    model_name=model_name,
+                    questions=json.dumps(qs) if qs is not None else None,
+                    started=time.time(),
+                )
             )
-            attempt_id = int(cur.lastrowid)
+            attempt_id = int(result.inserted_primary_key[0])
         return self.get_attempt(attempt_id)
 
     def get_attempt(self, attempt_id: int) -> Attempt:
@@ -279,8 +195,8 @@ class QuizStore:
         Raises:
             QuizError: No such attempt.
         """
-        with self._connect() as conn:
-            row = conn.execute("SELECT * FROM quiz_attempts WHERE id = ?", (attempt_id,)).fetchone()
+        with db.connect(self.url) as conn:
+            row = conn.execute(select(quiz_attempts).where(quiz_attempts.c.id == attempt_id)).mappings().first()
         if row is None:
             raise QuizError(f"Quiz attempt {attempt_id} does not exist; start a new quiz.")
         questions = [Question(**q) for q in json.loads(row["questions"])] if row["questions"] else None
@@ -299,21 +215,27 @@ class QuizStore:
 
     def open_attempts(self, student_id: int) -> list[tuple[Attempt, int]]:
         """The student's unfinished attempts with a fixed question list, newest first, with answers given so far."""
-        with self._connect() as conn:
-            rows = conn.execute(
-                "SELECT t.id, COUNT(a.id) AS answered FROM quiz_attempts t "
-                "LEFT JOIN quiz_answers a ON a.attempt_id = t.id "
-                "WHERE t.student_id = ? AND t.finished IS NULL AND t.questions IS NOT NULL "
-                "GROUP BY t.id HAVING answered < t.n_questions ORDER BY t.started DESC",
-                (student_id,),
-            ).fetchall()
-        return [(self.get_attempt(int(r["id"])), int(r["answered"])) for r in rows]
+        t, a = quiz_attempts, quiz_answers
+        answered = func.count(a.c.id)
+        query = (
+            select(t.c.id, answered.label("answered"))
+            .select_from(t.outerjoin(a, a.c.attempt_id == t.c.id))
+            .where(t.c.student_id == student_id, t.c.finished.is_(None), t.c.questions.is_not(None))
+            .group_by(t.c.id, t.c.n_questions, t.c.started)
+            .having(answered < t.c.n_questions)
+            .order_by(t.c.started.desc())
+        )
+        with db.connect(self.url) as conn:
+            rows = conn.execute(query).all()
+        return [(self.get_attempt(int(r.id)), int(r.answered)) for r in rows]
 
     def finish_attempt(self, attempt_id: int) -> None:
         """Mark an attempt finished (idempotent)."""
-        with self._write() as conn:
+        with db.begin(self.url) as conn:
             conn.execute(
-                "UPDATE quiz_attempts SET finished = ? WHERE id = ? AND finished IS NULL", (time.time(), attempt_id)
+                quiz_attempts.update()
+                .where(quiz_attempts.c.id == attempt_id, quiz_attempts.c.finished.is_(None))
+                .values(finished=time.time())
             )
 
     def record_answer(
@@ -333,86 +255,111 @@ class QuizStore:
             QuizError: The attempt does not exist or is already finished.
         """
         correct = grade_answer(answer, question.label)
-        with self._write() as conn:
-            attempt = conn.execute(
-                "SELECT student_id, finished FROM quiz_attempts WHERE id = ?", (attempt_id,)
-            ).fetchone()
-            if attempt is None:
-                raise QuizError(f"Quiz attempt {attempt_id} does not exist; start a new quiz.")
-            if attempt["finished"] is not None:
-                raise QuizError("This quiz is already finished; start a new one to keep practising.")
-            try:
-                conn.execute(
-                    "INSERT INTO quiz_answers(attempt_id, question_index, path, truth, answer, correct, seconds, "
-                    "model_pred, model_conf, answered_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
-                    (
-                        attempt_id,
-                        question_index,
-                        question.path,
-                        question.label,
-                        answer,
-                        int(correct),
-                        seconds,
-                        model_pred,
-                        model_conf,
-                        time.time(),
-                    ),
+        try:
+            with db.begin(self.url) as conn:
+                attempt = (
+                    conn.execute(
+                        select(quiz_attempts.c.student_id, quiz_attempts.c.finished).where(
+                            quiz_attempts.c.id == attempt_id
+                        )
+                    )
+                    .mappings()
+                    .first()
                 )
-            except sqlite3.IntegrityError as exc:
-                raise AlreadyAnsweredError(
-                    f"Question {question_index + 1} was already answered; your first answer counts."
-                ) from exc
-            student_id = int(attempt["student_id"])
-            step = self._student_step(conn, student_id)
-            row = conn.execute(
-                "SELECT box, due_step FROM quiz_cards WHERE student_id = ? AND path = ?", (student_id, question.path)
-            ).fetchone()
-            card = update_card(Card(row["box"], row["due_step"]) if row else None, correct, step)
-            conn.execute(
-                "INSERT INTO quiz_cards(student_id, path, box, due_step) VALUES (?, ?, ?, ?) "
-                "ON CONFLICT(student_id, path) DO UPDATE SET box = excluded.box, due_step = excluded.due_step",
-                (student_id, question.path, card.box, card.due_step),
-            )
+                if attempt is None:
+                    raise QuizError(f"Quiz attempt {attempt_id} does not exist; start a new quiz.")
+                if attempt["finished"] is not None:
+                    raise QuizError("This quiz is already finished; start a new one to keep practising.")
+                # Lock the student's row (PostgreSQL; SQLite's BEGIN IMMEDIATE already serialises writers): two
+                # tabs answering at once are ordered, so neither reads a stale Leitner step count below.
+                conn.execute(
+                    select(quiz_students.c.id).where(quiz_students.c.id == attempt["student_id"]).with_for_update()
+                )
+                conn.execute(
+                    quiz_answers.insert().values(
+                        attempt_id=attempt_id,
+                        question_index=question_index,
+                        path=question.path,
+                        truth=question.label,
+                        answer=answer,
+                        correct=int(correct),
+                        seconds=seconds,
+                        model_pred=model_pred,
+                        model_conf=model_conf,
+                        answered_at=time.time(),
+                    )
+                )
+                student_id = int(attempt["student_id"])
+                step = self._student_step(conn, student_id)
+                row = conn.execute(
+                    select(quiz_cards.c.box, quiz_cards.c.due_step).where(
+                        quiz_cards.c.student_id == student_id, quiz_cards.c.path == question.path
+                    )
+                ).first()
+                card = update_card(Card(row.box, row.due_step) if row else None, correct, step)
+                db.upsert(
+                    conn,
+                    quiz_cards,
+                    {"student_id": student_id, "path": question.path, "box": card.box, "due_step": card.due_step},
+                    keys=("student_id", "path"),
+                )
+        except db.IntegrityError as exc:
+            raise AlreadyAnsweredError(
+                f"Question {question_index + 1} was already answered; your first answer counts."
+            ) from exc
         return Answer(question_index, question.path, question.label, answer, correct, seconds, model_pred, model_conf)
 
     def attempt_answers(self, attempt_id: int) -> list[Answer]:
         """An attempt's answers in question order."""
-        with self._connect() as conn:
-            rows = conn.execute(
-                "SELECT * FROM quiz_answers WHERE attempt_id = ? ORDER BY question_index", (attempt_id,)
-            ).fetchall()
+        with db.connect(self.url) as conn:
+            rows = (
+                conn.execute(
+                    select(quiz_answers)
+                    .where(quiz_answers.c.attempt_id == attempt_id)
+                    .order_by(quiz_answers.c.question_index)
+                )
+                .mappings()
+                .all()
+            )
         return [_answer(r) for r in rows]
 
     # ------------------------------------------------------------ spaced repetition
 
     @staticmethod
-    def _student_step(conn: sqlite3.Connection, student_id: int) -> int:
-        row = conn.execute(
-            "SELECT COUNT(*) FROM quiz_answers a JOIN quiz_attempts t ON a.attempt_id = t.id WHERE t.student_id = ?",
-            (student_id,),
-        ).fetchone()
-        return int(row[0])
+    def _student_step(conn: Connection, student_id: int) -> int:
+        query = (
+            select(func.count())
+            .select_from(quiz_answers.join(quiz_attempts, quiz_answers.c.attempt_id == quiz_attempts.c.id))
+            .where(quiz_attempts.c.student_id == student_id)
+        )
+        return int(conn.execute(query).scalar_one())
 
     def student_step(self, student_id: int) -> int:
         """How many answers the student has given, over all attempts."""
-        with self._connect() as conn:
+        with db.connect(self.url) as conn:
             return self._student_step(conn, student_id)
 
     def cards(self, student_id: int) -> dict[str, Card]:
         """The student's Leitner cards by image path."""
-        with self._connect() as conn:
-            rows = conn.execute("SELECT path, box, due_step FROM quiz_cards WHERE student_id = ?", (student_id,))
-            return {r["path"]: Card(int(r["box"]), int(r["due_step"])) for r in rows}
+        with db.connect(self.url) as conn:
+            rows = conn.execute(
+                select(quiz_cards.c.path, quiz_cards.c.box, quiz_cards.c.due_step).where(
+                    quiz_cards.c.student_id == student_id
+                )
+            ).all()
+        return {r.path: Card(int(r.box), int(r.due_step)) for r in rows}
 
     def class_history(self, student_id: int) -> list[tuple[str, bool]]:
         """(true class, correct) for every answer the student gave."""
-        with self._connect() as conn:
-            rows = conn.execute(
-                "SELECT a.truth, a.correct FROM quiz_answers a JOIN quiz_attempts t ON a.attempt_id = t.id "
-                "WHERE t.student_id = ? ORDER BY a.answered_at",
-                (student_id,),
-            ).fetchall()
-        return [(r["truth"], bool(r["correct"])) for r in rows]
+        query = (
+            select(quiz_answers.c.truth, quiz_answers.c.correct)
+            .select_from(quiz_answers.join(quiz_attempts, quiz_answers.c.attempt_id == quiz_attempts.c.id))
+            .where(quiz_attempts.c.student_id == student_id)
+            .order_by(quiz_answers.c.answered_at, quiz_answers.c.id)
+        )
+        with db.connect(self.url) as conn:
+            rows = conn.execute(query).all()
+        return [(r.truth, bool(r.correct)) for r in rows]
 
     # ------------------------------------------------------------ class-wide data (instructor only)
 
@@ -421,23 +368,32 @@ class QuizStore:
 
         Only :class:`hemato.teaching.store.InstructorView` should call this on behalf of a person.
         """
-        query = (
-            "SELECT s.name AS student, t.id AS attempt_id, t.mode, t.quiz_code, a.question_index, a.path, a.truth, "
-            "a.answer, a.correct, a.seconds, a.model_pred, a.model_conf, a.answered_at "
-            "FROM quiz_answers a JOIN quiz_attempts t ON a.attempt_id = t.id "
-            "JOIN quiz_students s ON t.student_id = s.id"
-        )
-        params: tuple[Any, ...] = ()
+        s, t, a = quiz_students, quiz_attempts, quiz_answers
+        query = select(
+            s.c.name.label("student"),
+            t.c.id.label("attempt_id"),
+            t.c.mode,
+            t.c.quiz_code,
+            a.c.question_index,
+            a.c.path,
+            a.c.truth,
+            a.c.answer,
+            a.c.correct,
+            a.c.seconds,
+            a.c.model_pred,
+            a.c.model_conf,
+            a.c.answered_at,
+        ).select_from(a.join(t, a.c.attempt_id == t.c.id).join(s, t.c.student_id == s.c.id))
         if quiz_code is not None:
-            query += " WHERE t.quiz_code = ?"
-            params = (normalise_code(quiz_code),)
-        with self._connect() as conn:
-            frame = pd.read_sql_query(query + " ORDER BY a.answered_at", conn, params=params)
+            query = query.where(t.c.quiz_code == normalise_code(quiz_code))
+        with db.connect(self.url) as conn:
+            rows = conn.execute(query.order_by(a.c.answered_at, a.c.id)).all()
+        frame = pd.DataFrame(rows, columns=[c.name for c in query.selected_columns])
         frame["correct"] = frame["correct"].astype(bool)
         return frame
 
 
-def _answer(row: sqlite3.Row) -> Answer:
+def _answer(row: RowMapping) -> Answer:
     return Answer(
         int(row["question_index"]),
         row["path"],

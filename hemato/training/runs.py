@@ -1,4 +1,4 @@
-"""Training runs as background jobs: a SQLite registry (WAL) plus one folder per run.
+"""Training runs as background jobs: a registry (table ``runs`` of :mod:`hemato.db`) plus one folder per run.
 
 A run is started as a separate process (``python -m hemato.training.worker RUN_DIR``), so pages never block and a
 reload or a second tab sees the same run. Workers take a file lock, so one job trains at a time and
@@ -12,16 +12,18 @@ import contextlib
 import csv
 import json
 import os
-import sqlite3
 import subprocess
 import sys
 import time
 import uuid
-from collections.abc import Iterator
 from dataclasses import asdict, dataclass
+from dataclasses import fields as dataclass_fields
 from pathlib import Path
 from typing import Any
 
+from sqlalchemy import select
+
+from hemato import db
 from hemato.config import PROJECT_ROOT, Settings, get_settings
 from hemato.training.train import (
     BATCHES_FILE,
@@ -35,22 +37,6 @@ from hemato.training.train import (
 )
 
 ACTIVE_STATES = ("queued", "running")
-SCHEMA = """
-CREATE TABLE IF NOT EXISTS runs (
-    id TEXT PRIMARY KEY,
-    created REAL NOT NULL,
-    status TEXT NOT NULL,
-    backbone TEXT NOT NULL,
-    data TEXT NOT NULL,
-    folder TEXT NOT NULL,
-    config TEXT NOT NULL,
-    pid INTEGER,
-    best_val_accuracy REAL,
-    test_accuracy REAL,
-    duration_s REAL,
-    message TEXT DEFAULT ''
-)
-"""
 
 
 class RunError(RuntimeError):
@@ -73,6 +59,7 @@ class Run:
     test_accuracy: float | None
     duration_s: float | None
     message: str
+    job_id: str | None = None
 
     @property
     def path(self) -> Path:
@@ -80,24 +67,12 @@ class Run:
         return Path(self.folder)
 
 
-@contextlib.contextmanager
-def connect(settings: Settings | None = None) -> Iterator[sqlite3.Connection]:
-    """Open the registry (WAL mode, busy timeout), creating it if needed; commits on success."""
-    settings = settings or get_settings()
-    settings.ensure_home()
-    conn = sqlite3.connect(settings.db_path, timeout=30)
-    try:
-        conn.execute("PRAGMA journal_mode=WAL")
-        conn.execute("PRAGMA busy_timeout=30000")
-        conn.execute(SCHEMA)
-        yield conn
-        conn.commit()
-    finally:
-        conn.close()
+def _url(settings: Settings | None) -> str | None:
+    return settings.db_url if settings is not None else None
 
 
-def _row_to_run(row: tuple) -> Run:
-    return Run(*row)
+def _row_to_run(row: Any) -> Run:
+    return Run(**{f.name: row[f.name] for f in dataclass_fields(Run)})
 
 
 def create_run(config: TrainConfig, settings: Settings | None = None) -> Run:
@@ -122,10 +97,17 @@ def create_run(config: TrainConfig, settings: Settings | None = None) -> Run:
             f"Cannot write the run folder {folder} ({exc.strerror or exc}); free disk space or set HEMATO_HOME "
             "to a writable folder."
         ) from exc
-    with connect(settings) as conn:
+    with db.begin(_url(settings)) as conn:
         conn.execute(
-            "INSERT INTO runs (id, created, status, backbone, data, folder, config) VALUES (?, ?, ?, ?, ?, ?, ?)",
-            (run_id, time.time(), "queued", config.backbone, config.data, str(folder), json.dumps(asdict(config))),
+            db.runs.insert().values(
+                id=run_id,
+                created=time.time(),
+                status="queued",
+                backbone=config.backbone,
+                data=config.data,
+                folder=str(folder),
+                config=json.dumps(asdict(config)),
+            )
         )
     return get_run(run_id, settings)
 
@@ -158,9 +140,8 @@ def update_run(run_id: str, settings: Settings | None = None, **fields: Any) -> 
     """Set columns of one run."""
     if not fields:
         return
-    assignments = ", ".join(f"{key} = ?" for key in fields)
-    with connect(settings) as conn:
-        conn.execute(f"UPDATE runs SET {assignments} WHERE id = ?", (*fields.values(), run_id))
+    with db.begin(_url(settings)) as conn:
+        conn.execute(db.runs.update().where(db.runs.c.id == run_id).values(**fields))
 
 
 def get_run(run_id: str, settings: Settings | None = None) -> Run:
@@ -169,8 +150,8 @@ def get_run(run_id: str, settings: Settings | None = None) -> Run:
     Raises:
         RunError: No such run.
     """
-    with connect(settings) as conn:
-        row = conn.execute("SELECT * FROM runs WHERE id = ?", (run_id,)).fetchone()
+    with db.connect(_url(settings)) as conn:
+        row = conn.execute(select(db.runs).where(db.runs.c.id == run_id)).mappings().first()
     if row is None:
         raise RunError(f"No run {run_id!r}.")
     return _row_to_run(row)
@@ -219,8 +200,8 @@ def refresh_run(run: Run, settings: Settings | None = None) -> Run:
 
 def list_runs(settings: Settings | None = None, limit: int = 200) -> list[Run]:
     """Runs, newest first, with active ones reconciled against their processes."""
-    with connect(settings) as conn:
-        rows = conn.execute("SELECT * FROM runs ORDER BY created DESC LIMIT ?", (limit,)).fetchall()
+    with db.connect(_url(settings)) as conn:
+        rows = conn.execute(select(db.runs).order_by(db.runs.c.created.desc()).limit(limit)).mappings().all()
     return [refresh_run(_row_to_run(row), settings) for row in rows]
 
 

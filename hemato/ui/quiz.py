@@ -53,14 +53,14 @@ _JOBS_LOCK = threading.Lock()
 # ---------------------------------------------------------------- cached resources
 
 
-@st.cache_resource(show_spinner=False)
-def _store(db_path: str) -> QuizStore:
-    return QuizStore(Path(db_path))
+@st.cache_resource(show_spinner=False, max_entries=4)
+def _store(db_url: str) -> QuizStore:
+    return QuizStore(db_url)
 
 
 def quiz_store() -> QuizStore:
-    """The quiz database under HEMATO_HOME (schema created once per process)."""
-    return _store(str(get_settings().db_path))
+    """The quiz store on the settings' database (schema migrated once per process)."""
+    return _store(get_settings().db_url)
 
 
 def quiz_dataset() -> Dataset | None:

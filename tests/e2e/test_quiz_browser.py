@@ -51,9 +51,8 @@ def test_exam_of_three_questions_ends_with_a_report(app_url, page, isolated_home
     page.screenshot(path=str(isolated_home.parent / "quiz_report.png"))
 
     # the answers were stored the moment they were given, under the app's HEMATO_HOME
-    from hemato.config import get_settings
     from hemato.teaching.store import QuizStore
 
-    store = QuizStore(get_settings().db_path)
+    store = QuizStore()
     student = store.get_or_create_student("ada lovelace")
     assert store.student_step(student.id) == 3

@@ -92,7 +92,7 @@ def test_exam_without_model_ends_with_report_and_is_stored() -> None:
     assert next(m for m in at.metric if m.label == "Model on the same images").value == "no model yet"
     assert "Review question by question" in [s.value for s in at.subheader]
     assert "Key cue for" in body
-    store = QuizStore(get_settings().db_path)
+    store = QuizStore()
     student = store.get_or_create_student("ada")
     assert store.student_step(student.id) == 3
 
@@ -115,7 +115,7 @@ def test_unknown_quiz_code_is_refused() -> None:
 
 
 def test_quiz_set_code_runs_the_instructors_images() -> None:
-    store = QuizStore(get_settings().db_path)
+    store = QuizStore()
     paths = sorted(PBC_MINI.glob("LYMPHOCYTE/*.jpg"))[:2]
     code = store.create_quiz_set("Week 1", [Question(str(p), "LYMPHOCYTE") for p in paths])
     at = AppTest.from_file(QUIZ, default_timeout=TIMEOUT).run()
@@ -161,7 +161,7 @@ def test_challenge_mode_uses_the_models_hardest_images(with_model: Path) -> None
 
 
 def test_students_never_see_other_students() -> None:
-    store = QuizStore(get_settings().db_path)
+    store = QuizStore()
     eve = store.get_or_create_student("Eve Secretive")
     attempt = store.start_attempt(eve.id, "practice")
     store.record_answer(attempt.id, 0, Question(str(next(PBC_MINI.glob("MONOCYTE/*.jpg"))), "MONOCYTE"), "MONOCYTE")
@@ -185,7 +185,7 @@ def test_instructor_disabled_without_secret() -> None:
 
 
 def test_instructor_needs_the_secret_before_showing_anything(monkeypatch: pytest.MonkeyPatch) -> None:
-    store = QuizStore(get_settings().db_path)
+    store = QuizStore()
     eve = store.get_or_create_student("Eve")
     code = store.create_quiz_set("Week 1", [Question(str(next(PBC_MINI.glob("MONOCYTE/*.jpg"))), "MONOCYTE")])
     attempt = store.start_attempt(eve.id, "exam", store.get_quiz_set(code).items, quiz_code=code)
@@ -216,7 +216,7 @@ def test_instructor_creates_a_quiz_set_from_secrets_file() -> None:
     at.number_input(key="instr_size").set_value(4)
     next(b for b in at.button if b.label == "Create quiz set").click().run()
     assert "Quiz set created with 4 images" in at.success[0].value
-    sets = QuizStore(get_settings().db_path).list_quiz_sets()
+    sets = QuizStore().list_quiz_sets()
     assert len(sets) == 1 and len(sets[0].items) == 4
     assert any(sets[0].code in m.value for m in at.markdown)
     # presentation: the answer stays hidden until revealed

@@ -12,7 +12,16 @@ import numpy as np
 import pytest
 
 from hemato.data.datasets import DatasetError
-from hemato.training.runs import create_run, get_run, list_runs, request_stop, run_history, submit_run
+from hemato.training.runs import (
+    RunError,
+    create_run,
+    get_run,
+    list_runs,
+    request_stop,
+    run_history,
+    submit_run,
+    update_run,
+)
 from hemato.training.train import TrainConfig, class_weights, prepare_data, run_training
 
 TINY = {"input_size": 64, "batch_size": 16, "augment": "light", "patience": 2}
@@ -53,7 +62,18 @@ def test_train_test_layout_gets_a_validation_split(pbc_mini: Path, tmp_path: Pat
     assert data.val.classes == data.classes, "the carved validation split is stratified"
 
 
-def test_one_class_or_tiny_class_is_refused_before_starting(pbc_mini: Path, tmp_path: Path) -> None:
+def test_run_registry_on_both_databases(database_url: str, pbc_mini: Path) -> None:
+    run = create_run(TrainConfig(data=str(pbc_mini), **TINY))
+    assert (run.status, run.backbone, run.data) == ("queued", "mobilenet_v2", str(pbc_mini))
+    assert run.path.is_dir() and (run.path / "config.json").is_file()
+    update_run(run.id, status="done", test_accuracy=0.75, duration_s=12.5)
+    [listed] = list_runs()
+    assert (listed.id, listed.status, listed.test_accuracy, listed.duration_s) == (run.id, "done", 0.75, 12.5)
+    with pytest.raises(RunError, match="No run"):
+        get_run("nope")
+
+
+def test_one_class_or_tiny_class_is_refused_before_starting(database_url: str, pbc_mini: Path, tmp_path: Path) -> None:
     shutil.copytree(pbc_mini / "MONOCYTE", tmp_path / "one" / "MONOCYTE")
     with pytest.raises(DatasetError, match="one class"):
         create_run(TrainConfig(data=str(tmp_path / "one")))
