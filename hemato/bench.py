@@ -14,10 +14,11 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
+from hemato import jobs
 from hemato.config import get_settings
 from hemato.data.datasets import DatasetError, discover_dataset, load_images
 from hemato.data.explore import build_stats, class_summary, find_duplicates, load_stats, mean_histograms, scan_frame
-from hemato.training.runs import get_run, list_runs, request_stop, run_batches, run_history, submit_run
+from hemato.training.runs import get_run, refresh_run, request_stop, run_batches, run_history, submit_run
 from hemato.training.train import TrainConfig, default_model_config, run_training
 from hemato.vision.explain import explain
 from hemato.vision.export import export_tflite
@@ -74,23 +75,25 @@ def _head_epoch_seconds(train_paths: list[str], labels: np.ndarray, n_classes: i
 
 
 def _first_curve_point(data: str, split_csv: str | None) -> dict[str, Any]:
-
+    """Seconds from submitting a run (a cold job worker starts too) to its first batch and epoch curve points."""
     config = TrainConfig(data=data, split_csv=split_csv, epochs=5, fine_tune_epochs=0, augment="none")
     start = time.perf_counter()
     run = submit_run(config)
     first_batch = first_epoch = None
     deadline = start + 600
-    while time.perf_counter() < deadline and first_epoch is None:
-        if first_batch is None and run_batches(run.path):
-            first_batch = time.perf_counter() - start
-        if run_history(run.path):
-            first_epoch = time.perf_counter() - start
-        if get_run(run.id).status == "failed":
-            break
-        time.sleep(0.2)
-    request_stop(run.id)
-    while any(r.id == run.id and r.status in ("queued", "running") for r in list_runs()):
-        time.sleep(0.5)
+    try:
+        while time.perf_counter() < deadline and first_epoch is None:
+            if first_batch is None and run_batches(run.path):
+                first_batch = time.perf_counter() - start
+            if run_history(run.path):
+                first_epoch = time.perf_counter() - start
+            if refresh_run(get_run(run.id)).status == "failed":
+                break
+            time.sleep(0.2)
+        request_stop(run.id)
+        jobs.wait(run.job_id, timeout=600)
+    finally:
+        jobs.stop_spawned_workers()
     return {
         "first_batch_point_s": round(first_batch, 1) if first_batch else None,
         "first_epoch_point_s": round(first_epoch, 1) if first_epoch else None,

@@ -11,7 +11,7 @@ import importlib
 import sys
 from collections.abc import Sequence
 
-COMMAND_MODULES = ("data", "status", "train", "evaluate", "predict", "explain", "export", "bench")
+COMMAND_MODULES = ("data", "status", "train", "evaluate", "predict", "explain", "export", "bench", "worker")
 
 
 def build_parser() -> argparse.ArgumentParser:

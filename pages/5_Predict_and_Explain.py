@@ -43,9 +43,9 @@ with predict_tab:
     ui.show_predictions(images, probs, card.classes, "predict_results", predictor.backend)
 with saliency_tab:
     opts = ui.saliency_controls(model, card.classes, "predict_saliency")
-    ui.saliency_view(model, model_key, current, card.classes, current_probs, opts, "predict_saliency")
+    ui.saliency_view(model, model_dir, model_key, current, card.classes, current_probs, opts, "predict_saliency")
     st.subheader("All methods side by side")
-    ui.all_methods_grid(model, model_key, current, opts, "predict_grid")
+    ui.all_methods_grid(model_dir, model_key, current, opts, "predict_grid")
     st.subheader("Two models side by side")
     ui.compare_models((st.session_state.get("chosen_model", ""), model_dir), current, opts, "predict_compare")
 with layers_tab:

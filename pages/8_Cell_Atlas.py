@@ -20,7 +20,7 @@ st.markdown(
     "Sizes are given against a red cell (about 7.5 µm across), which is in almost every blood-film photograph. "
     "Percentages are shares of the white cells in an adult's blood."
 )
-predictions = ui.pool_predictions(model_info, dataset) if model_info and dataset is not None else None
+predictions = ui.pool_predictions_view(model_info, dataset) if model_info and dataset is not None else None
 
 for tab, label in zip(st.tabs([label.title() for label in labels]), labels, strict=True):
     with tab:

@@ -30,8 +30,11 @@ def pbc_mini() -> Path:
 
 
 @pytest.fixture(autouse=True)
-def isolated_home(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
-    """Every test gets its own HEMATO_HOME and models folder, never the developer's."""
+def isolated_home(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Path]:
+    """Every test gets its own HEMATO_HOME and models folder, never the developer's.
+
+    Job workers the test started (directly, or through an app it ran) are stopped afterwards.
+    """
     home = tmp_path / "hemato_home"
     monkeypatch.setenv("HEMATO_HOME", str(home))
     monkeypatch.setenv("HEMATO_MODELS_DIR", str(tmp_path / "models"))

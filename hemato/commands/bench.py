@@ -1,4 +1,4 @@
-"""``python -m hemato bench predict|train|explore``: speed measurements printed as JSON."""
+"""``python -m hemato bench predict|train|explore|quiz``: speed measurements printed as JSON."""
 
 from __future__ import annotations
 
@@ -7,6 +7,7 @@ import json
 from pathlib import Path
 
 from hemato.bench import bench_explore, bench_predict, bench_train
+from hemato.ui.bench import bench_quiz
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -27,6 +28,10 @@ def register(sub: argparse._SubParsersAction) -> None:
     explore = bench_sub.add_parser("explore", help="explorer cache build (cold) and warm load")
     explore.add_argument("--data", type=Path, help="dataset (default: the configured one)")
     explore.set_defaults(handler=run_bench_explore)
+    quiz = bench_sub.add_parser("quiz", help="quiz first-feedback latency through the real page (AppTest)")
+    quiz.add_argument("--think", type=float, default=5.0, help="seconds the student looks before answering")
+    quiz.add_argument("--backbone", default="mobilenet_v2")
+    quiz.set_defaults(handler=run_bench_quiz)
 
 
 def run_bench_predict(args: argparse.Namespace) -> int:
@@ -39,6 +44,12 @@ def run_bench_train(args: argparse.Namespace) -> int:
     """Print :func:`hemato.bench.bench_train` results."""
     result = bench_train(args.data, args.split_csv, tuple(args.backbones), full=args.full)
     print(json.dumps(result, indent=2))
+    return 0
+
+
+def run_bench_quiz(args: argparse.Namespace) -> int:
+    """Print :func:`hemato.ui.bench.bench_quiz` results."""
+    print(json.dumps(bench_quiz(args.think, args.backbone), indent=2))
     return 0
 
 

@@ -10,7 +10,8 @@ from pathlib import Path
 from typing import Any
 
 from hemato.config import get_settings
-from hemato.vision.evaluate import AUTO_SPLIT, EvaluationRequest, evaluate_model, run_job, summary
+from hemato.jobs import format_eta
+from hemato.vision.evaluate import AUTO_SPLIT, evaluate_model, summary
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -28,7 +29,6 @@ def register(sub: argparse._SubParsersAction) -> None:
     cmd.add_argument("--rows", action="store_true", help="with --json, include one row per image")
     cmd.add_argument("--no-cache", action="store_true", help="recompute even when a cached result exists")
     cmd.add_argument("--cache-dir", type=Path, help="result cache folder (default: HEMATO_HOME/cache)")
-    cmd.add_argument("--progress-file", type=Path, help="record progress as JSON here (the app's background jobs)")
     cmd.set_defaults(handler=run)
 
 
@@ -40,7 +40,11 @@ def _progress_printer() -> Any:
             return
         elapsed = time.monotonic() - start
         eta = elapsed / done * (total - done) if done else 0.0
-        print(f"\r  {done}/{total} images, {elapsed:.0f} s, about {eta:.0f} s left   ", end="", file=sys.stderr)
+        print(
+            f"\r  {done}/{total} images, {format_eta(elapsed)} elapsed, ETA {format_eta(eta)}   ",
+            end="",
+            file=sys.stderr,
+        )
         if done >= total:
             print(file=sys.stderr)
 
@@ -77,13 +81,9 @@ def print_summary(result: dict[str, Any]) -> None:
 def run(args: argparse.Namespace) -> int:
     """Evaluate and print the result."""
     cache_dir = args.cache_dir or get_settings().cache_dir
-    if args.progress_file:
-        request = EvaluationRequest(args.model, args.data, args.split_csv, args.split)
-        result = run_job(request, cache_dir, args.progress_file)
-    else:
-        result = evaluate_model(
-            args.model, args.data, args.split_csv, args.split, cache_dir, _progress_printer(), refresh=args.no_cache
-        )
+    result = evaluate_model(
+        args.model, args.data, args.split_csv, args.split, cache_dir, _progress_printer(), refresh=args.no_cache
+    )
     if args.json:
         print(json.dumps(result if args.rows else summary(result), indent=2))
     else:

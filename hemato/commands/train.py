@@ -7,10 +7,10 @@ from dataclasses import fields
 from pathlib import Path
 from typing import Any
 
+from hemato import jobs
 from hemato.config import get_settings
-from hemato.training.runs import create_run, get_run
+from hemato.training.runs import get_run, refresh_run, submit_run
 from hemato.training.train import TrainConfig, default_model_config
-from hemato.training.worker import execute_run
 from hemato.vision.models import BACKBONES, MODEL_FILE, ModelLoadError, read_card
 
 
@@ -54,39 +54,52 @@ def _config_from_args(args: argparse.Namespace) -> TrainConfig:
     return TrainConfig(**values)
 
 
-def _train_with_progress(config: TrainConfig) -> int:
+def _progress_bar() -> Any:
+    """A callback drawing a job's progress as one tqdm bar per phase (units as the job reports them)."""
     from tqdm import tqdm
 
-    run = create_run(config)
+    bar = tqdm(total=1, dynamic_ncols=True, leave=False)
+    shown: dict[str, Any] = {"signature": None}
+
+    def show(job: jobs.Job) -> None:
+        signature = (job.unit, job.total)
+        if signature != shown["signature"]:
+            shown["signature"] = signature
+            bar.reset(total=int(job.total or 1))
+            bar.unit = job.unit or "it"
+        bar.set_description(job.phase, refresh=False)
+        if job.total:
+            bar.update(max(0, int(job.done or 0) - bar.n))
+        bar.refresh()
+        if not job.active:
+            bar.close()
+
+    return show
+
+
+def _train_with_progress(config: TrainConfig) -> int:
+    run = submit_run(config)
     print(f"Run {run.id}: {run.path}")
-    bar = tqdm(total=1, unit="step", dynamic_ncols=True)
-    phase = {"name": ""}
-
-    def echo(status: dict[str, Any]) -> None:
-        if status.get("phase") != phase["name"]:
-            phase["name"] = status.get("phase", "")
-            bar.reset(total=int(status.get("steps") or 1))
-            bar.set_description(phase["name"])
-        if status.get("steps"):
-            bar.total = int(status["steps"])
-            bar.n = int(status.get("step", 0))
-            rate = status.get("images_per_s")
-            bar.set_postfix_str(f"{rate:.0f} img/s" if rate else "")
-            bar.refresh()
-
-    code = execute_run(run.path, echo)
-    bar.close()
-    run = get_run(run.id)
+    if run.status == "queued":
+        print("Queued on the job worker (one heavy job at a time); Ctrl-C stops the run and keeps its best model.")
+    show = _progress_bar()
+    try:
+        jobs.wait(run.job_id, timeout=float("inf"), on_update=show)
+    except KeyboardInterrupt:
+        print("\nStopping after the current batch…")
+        jobs.cancel(run.job_id)
+        jobs.wait(run.job_id, timeout=float("inf"), on_update=show)
+    run = refresh_run(get_run(run.id))
     print(f"Run {run.id} {run.status}." + (f" {run.message}" if run.message else ""))
     if run.test_accuracy is not None:
         print(f"Test accuracy {run.test_accuracy:.4f}")
-    if config.out and run.status in ("done", "stopped"):
+    if config.out and run.status in ("done", "stopped") and (Path(config.out) / MODEL_FILE).exists():
         print(f"Model copied to {config.out}")
-    return code
+    return 0 if run.status in ("done", "stopped") else 1
 
 
 def run_train(args: argparse.Namespace) -> int:
-    """Train in the foreground with a progress bar; the run is also listed on the Train page."""
+    """Train on the job worker and follow it with a progress bar; the run is also listed on the Train page."""
     return _train_with_progress(_config_from_args(args))
 
 

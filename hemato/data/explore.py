@@ -7,20 +7,17 @@ Everything slow is computed once per image list and stored under ``settings.cach
 * ``thumbs/``: JPEG thumbnails keyed by path + mtime + size;
 * ``explore/embedding_<key>.npz``: 2-D projections of backbone features (via :mod:`hemato.vision.features`).
 
-Long computations run as :class:`BackgroundJob` threads that write their progress to a JSON file, so a page
-can poll them and a reload never loses them.
+The statistics are built by the ``explore_stats`` job (:mod:`hemato.jobs`, heavy), so a page polls them and a
+reload never loses them; its input, the frame of files to measure, is written to the cache first.
 """
 
 from __future__ import annotations
 
 import hashlib
-import json
-import threading
 import time
-import traceback
 from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -29,8 +26,11 @@ import pandas as pd
 
 from hemato.data.datasets import EXCLUDED_SPLIT, Dataset, normalise_label
 from hemato.data.imaging import ImageError, open_image
+from hemato.files import atomic_path
+from hemato.jobs import JobContext, job
 
 STATS_VERSION = 1
+MEASURE_CHUNK = 256
 THUMB_SIZE = 160
 HIST_BINS = 32
 DEFAULT_MAX_DISTANCE = 4
@@ -89,10 +89,8 @@ def _thumb_file(path: str, cache_dir: Path, size: int) -> Path:
 def _write_thumb(img: Any, target: Path, size: int) -> None:
     thumb = img.copy()
     thumb.thumbnail((size, size))
-    target.parent.mkdir(parents=True, exist_ok=True)
-    tmp = target.with_name(f"{target.stem}.{threading.get_ident()}.tmp")
-    thumb.save(tmp, format="JPEG", quality=85)
-    tmp.replace(target)
+    with atomic_path(target) as tmp:
+        thumb.save(tmp, format="JPEG", quality=85)
 
 
 def thumbnail_path(path: str, cache_dir: Path, size: int = THUMB_SIZE) -> Path:
@@ -207,11 +205,13 @@ def build_stats(
     paths = list(dict.fromkeys(frame["path"].tolist()))
     key = files_key(paths)
     records: list[dict[str, Any]] = []
+    # A bounded decode pool, joined here; chunked so a progress callback that raises (cancel) returns promptly.
     with ThreadPoolExecutor(max_workers=workers) as pool:
-        for i, record in enumerate(pool.map(lambda p: _measure(p, cache_dir), paths), start=1):
-            records.append(record)
-            if progress and (i % 25 == 0 or i == len(paths)):
-                progress(i, len(paths))
+        for start_at in range(0, len(paths), MEASURE_CHUNK):
+            for record in pool.map(lambda p: _measure(p, cache_dir), paths[start_at : start_at + MEASURE_CHUNK]):
+                records.append(record)
+                if progress and (len(records) % 25 == 0 or len(records) == len(paths)):
+                    progress(len(records), len(paths))
     empty = np.zeros((3, HIST_BINS), np.float32)
     hist = np.stack([r.pop("hist", empty) for r in records]) if records else np.zeros((0, 3, HIST_BINS), np.float32)
     table = pd.DataFrame.from_records(records)
@@ -221,10 +221,10 @@ def build_stats(
     table["error"] = table.get("error", pd.Series("", index=table.index)).fillna("")
     table["phash"] = table["phash"].astype("UInt64")
     target = stats_path(cache_dir, key)
-    target.parent.mkdir(parents=True, exist_ok=True)
-    table.to_parquet(target.with_suffix(".tmp"), index=False)
-    np.save(target.with_suffix(".npy"), hist)
-    target.with_suffix(".tmp").replace(target)
+    with atomic_path(target.with_suffix(".npy")) as tmp:
+        np.save(tmp, hist)
+    with atomic_path(target) as tmp:  # the table last: its presence says both files are complete
+        table.to_parquet(tmp, index=False)
     stats = load_stats(frame, cache_dir, key)
     if stats is None:  # pragma: no cover - only if the disk write silently failed
         raise OSError(f"Could not write the statistics cache at {target}.")
@@ -377,107 +377,36 @@ def duplicates_table(groups: Sequence[DuplicateGroup], root: Path | None = None)
     )
 
 
-# --------------------------------------------------------------------------------------------- embedding map
+# --------------------------------------------------------------------------------------------- the job
 
 
-# --------------------------------------------------------------------------------------------- background jobs
+def frame_file(cache_dir: Path, key: str) -> Path:
+    """Where the file list of a job is written for the worker (``path, label, split``)."""
+    return Path(cache_dir) / "explore" / "frames" / f"{key}.parquet"
 
 
-@dataclass
-class JobState:
-    """Progress of a background job, as stored in its JSON file."""
-
-    state: str = "idle"  # idle, running, done, failed
-    done: int = 0
-    total: int = 0
-    started: float = 0.0
-    updated: float = 0.0
-    label: str = ""
-    error: str = ""
-
-    @property
-    def fraction(self) -> float:
-        """Share of the work done, in [0, 1]."""
-        return min(1.0, self.done / self.total) if self.total else 0.0
-
-    @property
-    def eta_seconds(self) -> float | None:
-        """Estimated seconds left, from the average pace so far."""
-        if not self.done or not self.total or self.state != "running":
-            return None
-        elapsed = max(self.updated - self.started, 1e-6)
-        return elapsed / self.done * (self.total - self.done)
+def save_frame(frame: pd.DataFrame, cache_dir: Path, key: str) -> Path:
+    """Write ``frame``'s ``path, label, split`` columns for a job (once per key); return the file."""
+    target = frame_file(cache_dir, key)
+    if not target.is_file():
+        with atomic_path(target) as tmp:
+            frame[["path", "label", "split"]].to_parquet(tmp, index=False)
+    return target
 
 
-_JOBS: dict[str, threading.Thread] = {}
-_JOBS_LOCK = threading.Lock()
+def load_frame(path: str | Path) -> pd.DataFrame:
+    """A frame written by :func:`save_frame`."""
+    return pd.read_parquet(path)
 
 
-def job_file(cache_dir: Path, key: str) -> Path:
-    """The JSON progress file of job ``key``."""
-    return Path(cache_dir) / "jobs" / f"{key}.json"
+@job("explore_stats", heavy=True, label="Measuring images")
+def explore_stats_job(ctx: JobContext, frame_path: str, cache_dir: str) -> dict[str, Any]:
+    """The ``explore_stats`` job: :func:`build_stats` over a saved frame, with progress and cancellation."""
 
+    def progress(done: int, total: int) -> None:
+        ctx.progress(done, total, "images", "measuring")
+        ctx.check_cancel()
 
-def _write_state(path: Path, state: JobState) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f"{path.stem}.{threading.get_ident()}.tmp")
-    tmp.write_text(json.dumps(asdict(state)))
-    tmp.replace(path)
-
-
-def job_state(cache_dir: Path, key: str) -> JobState:
-    """The job's last written progress; a 'running' job whose thread is gone (crash, restart) reads as failed."""
-    path = job_file(cache_dir, key)
-    try:
-        state = JobState(**json.loads(path.read_text()))
-    except (OSError, ValueError, TypeError):
-        return JobState()
-    with _JOBS_LOCK:
-        alive = key in _JOBS and _JOBS[key].is_alive()
-    if state.state == "running" and not alive:
-        state.state, state.error = "failed", "The job stopped (the app was restarted?). Start it again."
-    return state
-
-
-def start_job(cache_dir: Path, key: str, label: str, work: Callable[[ProgressFn], Any]) -> bool:
-    """Run ``work(progress)`` in a daemon thread unless job ``key`` is already running.
-
-    Returns:
-        True when a new thread was started.
-    """
-    path = job_file(cache_dir, key)
-    with _JOBS_LOCK:
-        if key in _JOBS and _JOBS[key].is_alive():
-            return False
-        state = JobState("running", 0, 0, time.time(), time.time(), label)
-        _write_state(path, state)
-
-        def progress(done: int, total: int) -> None:
-            state.done, state.total, state.updated = done, total, time.time()
-            _write_state(path, state)
-
-        def run() -> None:
-            try:
-                work(progress)
-                state.state = "done"
-            except Exception as exc:  # noqa: BLE001 - any failure must reach the page, not kill the thread silently
-                state.state, state.error = "failed", f"{type(exc).__name__}: {exc}"
-                traceback.print_exc()
-            state.updated = time.time()
-            _write_state(path, state)
-
-        thread = threading.Thread(target=run, name=f"hemato-job-{key}", daemon=True)
-        _JOBS[key] = thread
-        thread.start()
-    return True
-
-
-def wait_job(key: str, timeout: float | None = None) -> None:
-    """Block until job ``key`` (started in this process) finishes; for the CLI and tests."""
-    with _JOBS_LOCK:
-        thread = _JOBS.get(key)
-    if thread is not None:
-        thread.join(timeout)
-
-
-# --------------------------------------------------------------------------------------------- benchmark
+    stats = build_stats(load_frame(frame_path), Path(cache_dir), progress)
+    ctx.result_path = str(stats_path(Path(cache_dir), stats.key))
+    return {"key": stats.key, "images": len(stats.table), "seconds": round(stats.seconds, 1)}

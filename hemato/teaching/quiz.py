@@ -9,7 +9,7 @@ import hmac
 import math
 import re
 import secrets
-from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -18,8 +18,6 @@ import numpy as np
 import pandas as pd
 
 from hemato.config import ENV_INSTRUCTOR_SECRET
-from hemato.data.datasets import load_images
-from hemato.vision.models import MODEL_FILE
 
 NAME_MAX = 40
 NAME_PATTERN = re.compile(r"^[\w][\w .'\-]*$")
@@ -291,7 +289,7 @@ def challenge_questions(predictions: pd.DataFrame, size: int) -> list[Question]:
     """Images the model gets wrong (most confident mistakes first), then those it is least sure of.
 
     Args:
-        predictions: Columns ``path, label, pred, conf, true_prob`` (see :func:`predict_pool`).
+        predictions: Columns ``path, label, pred, conf, true_prob`` (see :mod:`hemato.teaching.pool`).
         size: Questions wanted.
     """
     if predictions.empty:
@@ -385,57 +383,7 @@ def hardest_images(answers: pd.DataFrame, top: int = 8) -> pd.DataFrame:
     return table.sort_values(["accuracy", "answers"], ascending=[True, False]).head(top).reset_index(drop=True)
 
 
-# ---------------------------------------------------------------- model predictions over a pool
-
-
-PredictFn = Callable[[np.ndarray], np.ndarray]
-
-
-def predict_pool(
-    predict: PredictFn,
-    questions: Sequence[Question],
-    classes: Sequence[str],
-    input_size: int,
-    batch_size: int = 32,
-    progress: Callable[[int, int], None] | None = None,
-) -> pd.DataFrame:
-    """Run a model over quiz images: ``path, label, pred, conf, true_prob`` per image.
-
-    Args:
-        predict: Maps a float32 batch (N, S, S, 3) in [0, 255] to class probabilities (N, C).
-        questions: Images with their true labels.
-        classes: The model's class order.
-        input_size: Square side images are resized to.
-        batch_size: Images per call.
-        progress: Called with (done, total) after each batch.
-    """
-    rows = []
-    lookup = {c: i for i, c in enumerate(classes)}
-    for start in range(0, len(questions), batch_size):
-        chunk = questions[start : start + batch_size]
-        probs = np.asarray(predict(load_images([q.path for q in chunk], input_size).astype(np.float32)))
-        for q, p in zip(chunk, probs, strict=True):
-            best = int(np.argmax(p))
-            true_prob = float(p[lookup[q.label]]) if q.label in lookup else float("nan")
-            rows.append(
-                {
-                    "path": q.path,
-                    "label": q.label,
-                    "pred": classes[best],
-                    "conf": float(p[best]),
-                    "true_prob": true_prob,
-                }
-            )
-        if progress is not None:
-            progress(min(start + batch_size, len(questions)), len(questions))
-    return pd.DataFrame(rows, columns=["path", "label", "pred", "conf", "true_prob"])
-
-
-def pool_cache_path(cache_dir: Path, model_dir: Path, fingerprint: str) -> Path:
-    """Where one model's predictions over one dataset's quiz pool are cached."""
-    model_file = Path(model_dir) / MODEL_FILE
-    mtime = int(model_file.stat().st_mtime) if model_file.exists() else 0
-    return Path(cache_dir) / "quiz" / f"pool_{Path(model_dir).name}_{mtime}_{fingerprint}.csv"
+# ---------------------------------------------------------------- the quiz pool
 
 
 def quiz_pool(frame: pd.DataFrame, limit: int | None = None, seed: int = 0) -> list[Question]:

@@ -1,1 +1,1 @@
-"""Training runs, their registry and background worker."""
+"""Training runs: two-phase training into a run folder, the run registry and the train job."""

@@ -1,9 +1,10 @@
-"""Training runs as background jobs: a registry (table ``runs`` of :mod:`hemato.db`) plus one folder per run.
+"""Training runs: a registry (table ``runs`` of :mod:`hemato.db`), one folder per run, and the ``train`` job.
 
-A run is started as a separate process (``python -m hemato.training.worker RUN_DIR``), so pages never block and a
-reload or a second tab sees the same run. Workers take a file lock, so one job trains at a time and
-later ones wait as ``queued``. A worker that dies is detected from its pid and marked ``failed``; its
-best checkpoint stays in the run folder.
+A run's metadata, curves and checkpoints live in its folder (``config.json``, ``history.csv``, ``batches.csv``,
+``checkpoint.keras``, then ``model.keras`` + ``model_card.json``); its progress is the status record of the job
+that trains it (:mod:`hemato.jobs`, kind ``train``, a heavy job), linked by ``runs.job_id``. So pages never
+block, a reload or a second tab sees the same run, runs queue behind other heavy jobs, stopping is cancelling
+the job, and a worker that dies leaves a failed run that keeps its best checkpoint.
 """
 
 from __future__ import annotations
@@ -11,9 +12,6 @@ from __future__ import annotations
 import contextlib
 import csv
 import json
-import os
-import subprocess
-import sys
 import time
 import uuid
 from dataclasses import asdict, dataclass
@@ -23,20 +21,25 @@ from typing import Any
 
 from sqlalchemy import select
 
-from hemato import db
-from hemato.config import PROJECT_ROOT, Settings, get_settings
+from hemato import db, jobs
+from hemato.config import Settings, get_settings
+from hemato.jobs import JobContext, failure_message, job
 from hemato.training.train import (
     BATCHES_FILE,
+    CHECKPOINT_FILE,
     CONFIG_FILE,
     HISTORY_FILE,
-    STATUS_FILE,
-    STOP_FILE,
     TrainConfig,
     augmenter_for,
     prepare_data,
+    run_training,
 )
+from hemato.vision.models import ModelLoadError, read_card
 
 ACTIVE_STATES = ("queued", "running")
+# What a run is called when its job ends in each state.
+RUN_STATE = {"queued": "queued", "running": "running", "done": "done", "cancelled": "stopped", "failed": "failed"}
+CHECKPOINT_KEPT = " The best checkpoint so far was kept in the run folder."
 
 
 class RunError(RuntimeError):
@@ -76,7 +79,7 @@ def _row_to_run(row: Any) -> Run:
 
 
 def create_run(config: TrainConfig, settings: Settings | None = None) -> Run:
-    """Validate the data, make the run folder and register the run as ``queued``.
+    """Validate the data, make the run folder and register the run as ``queued`` (no job yet).
 
     Raises:
         DatasetError: The data cannot train a classifier (too few classes or images).
@@ -91,7 +94,6 @@ def create_run(config: TrainConfig, settings: Settings | None = None) -> Run:
     try:
         folder.mkdir(parents=True)
         (folder / CONFIG_FILE).write_text(json.dumps(asdict(config), indent=2))
-        (folder / STATUS_FILE).write_text(json.dumps({"state": "queued", "phase": "waiting to start"}))
     except OSError as exc:
         raise RunError(
             f"Cannot write the run folder {folder} ({exc.strerror or exc}); free disk space or set HEMATO_HOME "
@@ -112,40 +114,30 @@ def create_run(config: TrainConfig, settings: Settings | None = None) -> Run:
     return get_run(run_id, settings)
 
 
-def start_job(run: Run) -> int:
-    """Spawn the worker process for ``run``; return its pid."""
-    log = (run.path / "log.txt").open("ab")
-    env = {**os.environ, "PYTHONPATH": str(PROJECT_ROOT), "TF_CPP_MIN_LOG_LEVEL": "2"}
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "hemato.training.worker", str(run.path)],
-        cwd=PROJECT_ROOT,
-        env=env,
-        stdout=log,
-        stderr=subprocess.STDOUT,
-        stdin=subprocess.DEVNULL,
-        start_new_session=True,
-    )
-    update_run(run.id, pid=proc.pid)
-    return proc.pid
-
-
 def submit_run(config: TrainConfig, settings: Settings | None = None) -> Run:
-    """Create and start a run in the background; it queues behind a running one."""
+    """Create a run and queue its ``train`` job (it waits behind other heavy jobs); return the run.
+
+    Raises:
+        DatasetError, ValueError, RunError: As :func:`create_run`.
+        hemato.jobs.JobError: The job queue cannot be reached.
+    """
     run = create_run(config, settings)
-    start_job(run)
-    return get_run(run.id, settings)
+    label = f"Training {config.backbone} (run {run.id})"
+    queued = jobs.submit("train", {"run_id": run.id}, key=run.id, label=label)
+    update_run(run.id, settings, job_id=queued.id)
+    return refresh_run(get_run(run.id, settings), settings)
 
 
-def update_run(run_id: str, settings: Settings | None = None, **fields: Any) -> None:
+def update_run(run_id: str, settings: Settings | None = None, **values: Any) -> None:
     """Set columns of one run."""
-    if not fields:
+    if not values:
         return
     with db.begin(_url(settings)) as conn:
-        conn.execute(db.runs.update().where(db.runs.c.id == run_id).values(**fields))
+        conn.execute(db.runs.update().where(db.runs.c.id == run_id).values(**values))
 
 
 def get_run(run_id: str, settings: Settings | None = None) -> Run:
-    """One run by id.
+    """One run by id (as stored; :func:`refresh_run` reconciles it with its job).
 
     Raises:
         RunError: No such run.
@@ -157,58 +149,49 @@ def get_run(run_id: str, settings: Settings | None = None) -> Run:
     return _row_to_run(row)
 
 
-def pid_alive(pid: int | None) -> bool:
-    """True when a process with ``pid`` exists and is not a zombie."""
-    if not pid:
-        return False
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    stat = Path(f"/proc/{pid}/stat")
-    if stat.exists():
-        with contextlib.suppress(OSError, IndexError):
-            return stat.read_text().rsplit(")", 1)[1].split()[0] != "Z"
-    return True
-
-
-def read_status(run_dir: Path) -> dict[str, Any]:
-    """The run's live status record (empty dict if unreadable)."""
-    try:
-        return json.loads((Path(run_dir) / STATUS_FILE).read_text())
-    except (OSError, json.JSONDecodeError):
-        return {}
-
-
 def refresh_run(run: Run, settings: Settings | None = None) -> Run:
-    """Reconcile the registry with the run folder: pick up progress, and mark dead workers as failed."""
-    if run.status not in ACTIVE_STATES:
+    """Reconcile an active run with its job: pick up its state, and the reason when the job failed."""
+    if run.status not in ACTIVE_STATES or not run.job_id:
         return run
-    status = read_status(run.path)
-    state = status.get("state", run.status)
-    if state in ACTIVE_STATES and run.pid and not pid_alive(run.pid):
-        message = "The training process ended unexpectedly (killed or crashed); see log.txt in the run folder."
-        if (run.path / "checkpoint.keras").exists():
-            message += " The best checkpoint so far was kept."
-        update_run(run.id, settings, status="failed", message=message)
-    elif state != run.status:
-        update_run(run.id, settings, status=state)
+    try:
+        current = jobs.get(run.job_id)
+    except jobs.JobError:
+        return run
+    status = RUN_STATE[current.state]
+    if status == run.status:
+        return run
+    values: dict[str, Any] = {"status": status}
+    if status == "failed":
+        values["message"] = current.error + (CHECKPOINT_KEPT if (run.path / CHECKPOINT_FILE).exists() else "")
+    elif status == "stopped" and current.started is None:
+        values["message"] = "Stopped before it started."
+    update_run(run.id, settings, **values)
     return get_run(run.id, settings)
 
 
 def list_runs(settings: Settings | None = None, limit: int = 200) -> list[Run]:
-    """Runs, newest first, with active ones reconciled against their processes."""
+    """Runs, newest first, with active ones reconciled against their jobs."""
     with db.connect(_url(settings)) as conn:
         rows = conn.execute(select(db.runs).order_by(db.runs.c.created.desc()).limit(limit)).mappings().all()
     return [refresh_run(_row_to_run(row), settings) for row in rows]
 
 
+def run_job(run: Run) -> jobs.Job | None:
+    """The job that trains ``run`` (None for runs made before jobs existed)."""
+    if not run.job_id:
+        return None
+    try:
+        return jobs.get(run.job_id)
+    except jobs.JobError:
+        return None
+
+
 def request_stop(run_id: str, settings: Settings | None = None) -> None:
-    """Ask a run to stop at the next batch; it keeps its best checkpoint."""
+    """Ask a run to stop at the next batch (cancels its job); it keeps its best model."""
     run = get_run(run_id, settings)
-    (run.path / STOP_FILE).touch()
+    if run.job_id:
+        jobs.cancel(run.job_id)
+    refresh_run(run, settings)
 
 
 def read_csv_rows(path: Path) -> list[dict[str, Any]]:
@@ -234,7 +217,37 @@ def run_batches(run_dir: Path) -> list[dict[str, Any]]:
     return read_csv_rows(Path(run_dir) / BATCHES_FILE)
 
 
-def active_run(settings: Settings | None = None) -> Run | None:
-    """The oldest run still queued or running, if any."""
-    active = [r for r in list_runs(settings) if r.status in ACTIVE_STATES]
-    return active[-1] if active else None
+def run_metrics(run: Run) -> dict[str, Any]:
+    """The finished run's metrics from its model card (empty when it has no model yet)."""
+    try:
+        return read_card(run.path).metrics
+    except ModelLoadError:
+        return {}
+
+
+@job("train", heavy=True, label="Training")
+def train_job(ctx: JobContext, run_id: str) -> dict[str, Any]:
+    """The ``train`` job: train a registered run in its folder and record the outcome in the registry."""
+    started = time.time()
+    run = get_run(run_id)
+    config = TrainConfig.from_dict(json.loads((run.path / CONFIG_FILE).read_text()))
+    update_run(run_id, status="running")
+    ctx.result_path = str(run.path)
+    try:
+        run_training(config, run.path, ctx)
+    except Exception as exc:
+        kept = CHECKPOINT_KEPT if (run.path / CHECKPOINT_FILE).exists() else ""
+        update_run(run_id, status="failed", message=failure_message(exc) + kept)
+        raise
+    metrics = run_metrics(run)
+    status = "stopped" if ctx.cancelled() else "done"
+    duration = round(time.time() - started, 1)
+    update_run(
+        run_id,
+        status=status,
+        best_val_accuracy=metrics.get("best_val_accuracy") or metrics.get("val_accuracy"),
+        test_accuracy=metrics.get("test_accuracy"),
+        duration_s=duration,
+        message="" if metrics else "Stopped before a model existed.",
+    )
+    return {"status": status, "test_accuracy": metrics.get("test_accuracy"), "duration_s": duration}

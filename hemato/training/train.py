@@ -1,9 +1,10 @@
 """Two-phase transfer learning (or training from scratch) writing everything to a run folder.
 
 Phase 1 trains the head on cached backbone features (seconds per epoch). Phase 2 optionally fine-tunes
-the backbone's top layers on augmented images at a lower learning rate. Progress, history, the best
-checkpoint and a status record go to the run folder as they happen, so a page can poll them and a crash
-never loses the best model so far.
+the backbone's top layers on augmented images at a lower learning rate. History, batch-level curve points and
+the best checkpoint go to the run folder as they happen, so a page can draw them and a crash never loses the
+best model so far; progress and stop requests go through a :class:`Reporter` (the job's context when the
+run is a job of :mod:`hemato.jobs`).
 """
 
 from __future__ import annotations
@@ -11,13 +12,12 @@ from __future__ import annotations
 import csv
 import json
 import math
-import os
 import shutil
 import time
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
 import numpy as np
 
@@ -40,11 +40,10 @@ from hemato.vision.models import (
 
 MIN_TRAIN_PER_CLASS = 5
 MAX_PRELOAD_BYTES = 4 * 1024**3
-STATUS_FILE = "status.json"
 HISTORY_FILE = "history.csv"
 BATCHES_FILE = "batches.csv"
 CONFIG_FILE = "config.json"
-STOP_FILE = "STOP"
+CHECKPOINT_FILE = "checkpoint.keras"
 HISTORY_COLUMNS = ["phase", "epoch", "loss", "accuracy", "val_loss", "val_accuracy", "seconds"]
 
 
@@ -104,22 +103,43 @@ class PreparedData:
     test: Dataset | None
 
 
+class Reporter(Protocol):
+    """Where a run reports progress and learns that it should stop (:class:`hemato.jobs.JobContext` is one)."""
+
+    def progress(
+        self, done: float, total: float | None = None, unit: str | None = None, phase: str | None = None
+    ) -> None:
+        """Record ``done`` of ``total`` ``unit`` in ``phase``."""
+
+    def set_phase(self, phase: str) -> None:
+        """Say what the run is doing now."""
+
+    def cancelled(self) -> bool:
+        """True once the user asked the run to stop."""
+
+
+class _Silent:
+    """The reporter of a run without a job (tests, benchmarks): reports nowhere, never stops."""
+
+    def progress(
+        self, done: float, total: float | None = None, unit: str | None = None, phase: str | None = None
+    ) -> None:
+        """Ignore progress."""
+
+    def set_phase(self, phase: str) -> None:
+        """Ignore the phase."""
+
+    def cancelled(self) -> bool:
+        """Never asked to stop."""
+        return False
+
+
 class RunWriter:
-    """Writes a run's status, history and batch log; raises :class:`StopRequested` when asked to stop."""
+    """Writes a run's history and batch log, reports progress; raises :class:`StopRequested` when asked to stop."""
 
-    def __init__(self, run_dir: Path, echo: Callable[[dict[str, Any]], None] | None = None) -> None:
+    def __init__(self, run_dir: Path, reporter: Reporter | None = None) -> None:
         self.run_dir = Path(run_dir)
-        self.echo = echo
-        self.status: dict[str, Any] = {"state": "running", "pid": os.getpid(), "started": time.time()}
-
-    def update(self, **fields: Any) -> None:
-        """Merge ``fields`` into the status record and write it atomically."""
-        self.status.update(fields, heartbeat=time.time())
-        tmp = self.run_dir / f".{STATUS_FILE}.tmp"
-        tmp.write_text(json.dumps(self.status, indent=2, default=str))
-        tmp.replace(self.run_dir / STATUS_FILE)
-        if self.echo:
-            self.echo(self.status)
+        self.reporter: Reporter = reporter or _Silent()
 
     def append(self, name: str, columns: list[str], row: dict[str, Any]) -> None:
         """Append a row to a CSV log in the run folder (header on first write)."""
@@ -131,9 +151,13 @@ class RunWriter:
                 writer.writeheader()
             writer.writerow(row)
 
+    def stopping(self) -> bool:
+        """True once the user asked the run to stop."""
+        return self.reporter.cancelled()
+
     def check_stop(self) -> None:
-        """Raise StopRequested when the stop file exists."""
-        if (self.run_dir / STOP_FILE).exists():
+        """Raise StopRequested once the user asked the run to stop."""
+        if self.stopping():
             raise StopRequested
 
 
@@ -219,14 +243,13 @@ class _ImageCache:
         return self.array[rows]
 
 
-def _progress_callback(writer: RunWriter, phase: str, epochs: int, steps: int, batch_size: int) -> Any:
+def _progress_callback(writer: RunWriter, phase: str, epochs: int, steps: int, batch_size: int, n_images: int) -> Any:
     import keras
 
     class Progress(keras.callbacks.Callback):
-        """Writes per-epoch history, batch-level curve points, status with ETA; honours the stop file."""
+        """Writes per-epoch history and batch-level curve points, reports images done; honours stop requests."""
 
         def on_train_begin(self, logs: dict | None = None) -> None:
-            self.start = time.time()
             self.done = 0
 
         def on_epoch_begin(self, epoch: int, logs: dict | None = None) -> None:
@@ -235,9 +258,6 @@ def _progress_callback(writer: RunWriter, phase: str, epochs: int, steps: int, b
 
         def on_train_batch_end(self, batch: int, logs: dict | None = None) -> None:
             self.done += 1
-            total = epochs * steps
-            elapsed = time.time() - self.start
-            rate = self.done / elapsed if elapsed > 0 else 0.0
             if batch % max(1, steps // 20) == 0 or batch == steps - 1:
                 logs = logs or {}
                 writer.append(
@@ -251,16 +271,9 @@ def _progress_callback(writer: RunWriter, phase: str, epochs: int, steps: int, b
                         "accuracy": logs.get("accuracy"),
                     },
                 )
-                writer.update(
-                    phase=phase,
-                    epoch=self.epoch + 1,
-                    epochs=epochs,
-                    step=self.done,
-                    steps=total,
-                    images_per_s=rate * batch_size,
-                    eta_s=(total - self.done) / rate if rate else None,
-                )
-            if stop_requested(writer.run_dir):
+            images = self.epoch * n_images + min((batch + 1) * batch_size, n_images)
+            writer.reporter.progress(images, epochs * n_images, "images", f"{phase} · epoch {self.epoch + 1}/{epochs}")
+            if writer.stopping():
                 self.model.stop_training = True
 
         def on_epoch_end(self, epoch: int, logs: dict | None = None) -> None:
@@ -292,7 +305,7 @@ def _checkpoint_and_stop(run_dir: Path, patience: int) -> list[Any]:
 
     return [
         keras.callbacks.ModelCheckpoint(
-            str(run_dir / "checkpoint.keras"), monitor="val_accuracy", save_best_only=True, mode="max"
+            str(run_dir / CHECKPOINT_FILE), monitor="val_accuracy", save_best_only=True, mode="max"
         ),
         keras.callbacks.EarlyStopping(
             monitor="val_loss", patience=patience, restore_best_weights=True, start_from_epoch=0
@@ -308,18 +321,9 @@ def _train_head_on_features(
 
     settings = get_settings()
     paths = data.train.frame["path"].tolist() + data.val.frame["path"].tolist()
-    start = time.time()
 
     def report(done: int, total: int) -> None:
-        elapsed = time.time() - start
-        rate = done / elapsed if elapsed > 0 else 0.0
-        writer.update(
-            phase="extracting features",
-            step=done,
-            steps=total,
-            images_per_s=rate,
-            eta_s=(total - done) / rate if rate else None,
-        )
+        writer.reporter.progress(done, total, "images", "extracting features")
         writer.check_stop()
 
     features, _ = cached_features(
@@ -335,7 +339,6 @@ def _train_head_on_features(
     x_train, x_val = features[:n_train], features[n_train:]
     y_train = label_indices(data.train.frame["label"].tolist(), data.classes)
     y_val = label_indices(data.val.frame["label"].tolist(), data.classes)
-    writer.update(feature_seconds=round(time.time() - start, 1), feature_dim=int(features.shape[1]))
 
     inputs = keras.Input((features.shape[1],))
     x = keras.layers.Dropout(config.dropout)(inputs)
@@ -353,7 +356,7 @@ def _train_head_on_features(
         shuffle=True,
         class_weight=class_weights(y_train, len(data.classes)) if config.class_weighting else None,
         callbacks=[
-            _progress_callback(writer, "head", config.epochs, steps, batch),
+            _progress_callback(writer, "head", config.epochs, steps, batch, n_train),
             keras.callbacks.EarlyStopping(monitor="val_loss", patience=config.patience, restore_best_weights=True),
         ],
         verbose=0,
@@ -425,17 +428,23 @@ def _fit_images(
         epochs=epochs,
         class_weight=class_weights(y_train, len(data.classes)) if config.class_weighting else None,
         callbacks=[
-            _progress_callback(writer, phase, epochs, steps, config.batch_size),
+            _progress_callback(writer, phase, epochs, steps, config.batch_size, len(data.train)),
             *_checkpoint_and_stop(writer.run_dir, config.patience),
         ],
         verbose=0,
     )
 
 
-def _evaluate(model: Any, cache: _ImageCache, ds: Dataset, classes: list[str]) -> dict[str, float]:
+def _evaluate(
+    model: Any, cache: _ImageCache, ds: Dataset, classes: list[str], writer: RunWriter, split: str
+) -> dict[str, float]:
     from sklearn.metrics import accuracy_score, f1_score
 
-    probs = extract_features(compiled_forward(model), ds.frame["path"].tolist(), cache.size, loader=cache.load)
+    def report(done: int, total: int) -> None:
+        writer.reporter.progress(done, total, "images", f"evaluating the best model on the {split} split")
+
+    paths = ds.frame["path"].tolist()
+    probs = extract_features(compiled_forward(model), paths, cache.size, report, loader=cache.load)
     y_true = label_indices(ds.frame["label"].tolist(), classes)
     y_pred = probs.argmax(axis=1)
     return {
@@ -445,16 +454,17 @@ def _evaluate(model: Any, cache: _ImageCache, ds: Dataset, classes: list[str]) -
     }
 
 
-def run_training(config: TrainConfig, run_dir: Path, echo: Callable[[dict[str, Any]], None] | None = None) -> Path:
+def run_training(config: TrainConfig, run_dir: Path, reporter: Reporter | None = None) -> Path:
     """Train a model as described by ``config`` into ``run_dir``; return the run folder.
 
     Args:
         config: What to train.
         run_dir: The run folder (created; must be writable).
-        echo: Optional callback receiving every status update (the CLI's progress bar).
+        reporter: Receives progress and says when to stop (a job's context); None reports nowhere.
 
     Returns:
-        ``run_dir``, holding model.keras, model_card.json, history.csv and status.json.
+        ``run_dir``, holding model.keras, model_card.json, history.csv and config.json (no model when stopped
+        before one existed).
 
     Raises:
         DatasetError: The data cannot train a classifier (checked before any training).
@@ -464,14 +474,13 @@ def run_training(config: TrainConfig, run_dir: Path, echo: Callable[[dict[str, A
 
     run_dir = Path(run_dir)
     run_dir.mkdir(parents=True, exist_ok=True)
-    writer = RunWriter(run_dir, echo)
+    writer = RunWriter(run_dir, reporter)
     (run_dir / CONFIG_FILE).write_text(json.dumps(asdict(config), indent=2))
     started = time.time()
-    writer.update(state="running", phase="preparing data")
+    writer.reporter.set_phase("preparing data")
     try:
         data = prepare_data(config)
         keras.utils.set_random_seed(config.seed)
-        writer.update(classes=data.classes, n_train=len(data.train), n_val=len(data.val))
         all_paths = data.train.frame["path"].tolist() + data.val.frame["path"].tolist()
         if data.test is not None:
             all_paths += data.test.frame["path"].tolist()
@@ -479,7 +488,7 @@ def run_training(config: TrainConfig, run_dir: Path, echo: Callable[[dict[str, A
         needs_images = config.fine_tune_epochs > 0 or not config.uses_feature_cache
         cache = _ImageCache(all_paths, config.size, keep=needs_images and fits)
         head_weights = _train_head_on_features(config, data, writer, cache) if config.uses_feature_cache else None
-        writer.update(phase="building model")
+        writer.reporter.set_phase("building the model")
         model, weights_source = build_model(
             config.backbone,
             data.classes,
@@ -490,7 +499,7 @@ def run_training(config: TrainConfig, run_dir: Path, echo: Callable[[dict[str, A
         )
         if head_weights is not None:
             model.get_layer("predictions").set_weights(head_weights)
-            if config.fine_tune_epochs > 0 and config.fine_tune_layers > 0 and not stop_requested(run_dir):
+            if config.fine_tune_epochs > 0 and config.fine_tune_layers > 0 and not writer.stopping():
                 set_trainable(model, config.fine_tune_layers)
                 _fit_images(
                     config,
@@ -506,14 +515,11 @@ def run_training(config: TrainConfig, run_dir: Path, echo: Callable[[dict[str, A
             train_from_scratch(model)
             _fit_images(config, data, model, writer, cache, "train", config.epochs, config.learning_rate)
     except StopRequested:
-        writer.update(state="stopped", phase="stopped before a model existed", finished=time.time())
         return run_dir
     model = _best_checkpoint(run_dir) or model
-    state = "stopped" if stop_requested(run_dir) else "done"
-    writer.update(phase="evaluating")
-    metrics: dict[str, Any] = {"val": _evaluate(model, cache, data.val, data.classes)}
+    metrics: dict[str, Any] = {"val": _evaluate(model, cache, data.val, data.classes, writer, "val")}
     if data.test is not None and len(data.test):
-        metrics["test"] = _evaluate(model, cache, data.test, data.classes)
+        metrics["test"] = _evaluate(model, cache, data.test, data.classes, writer, "test")
     history = _read_history(run_dir)
     metrics.update(
         best_val_accuracy=max((r["val_accuracy"] for r in history if r.get("val_accuracy")), default=None),
@@ -534,23 +540,18 @@ def run_training(config: TrainConfig, run_dir: Path, echo: Callable[[dict[str, A
         config={**asdict(config), "duration_s": round(duration, 1)},
         versions=software_versions(),
     )
+    writer.reporter.set_phase("saving the model")
     save_model(model, card, run_dir)
-    (run_dir / "checkpoint.keras").unlink(missing_ok=True)
+    (run_dir / CHECKPOINT_FILE).unlink(missing_ok=True)
     if config.out:
         export_model(run_dir, Path(config.out))
-    writer.update(state=state, phase="finished", finished=time.time(), duration_s=duration, metrics=metrics)
     return run_dir
-
-
-def stop_requested(run_dir: Path) -> bool:
-    """True once the user asked this run to stop."""
-    return (Path(run_dir) / STOP_FILE).exists()
 
 
 def _best_checkpoint(run_dir: Path) -> Any:
     import keras
 
-    path = run_dir / "checkpoint.keras"
+    path = run_dir / CHECKPOINT_FILE
     if not path.exists():
         return None
     register_custom_layers()

@@ -11,7 +11,7 @@ import streamlit as st
 from hemato.config import PROJECT_ROOT, Settings, get_settings
 from hemato.data.datasets import Dataset, DatasetError, discover_dataset
 from hemato.status import AppStatus, available_models, collect_status
-from hemato.vision.models import MODEL_FILE, load_model
+from hemato.vision.models import load_model, model_key
 
 PAGES_DIR = PROJECT_ROOT / "pages"
 
@@ -22,7 +22,7 @@ def setup_page(title: str, icon: str = "🩸") -> None:
     st.title(title)
 
 
-@st.cache_data(ttl=30, show_spinner=False)
+@st.cache_data(ttl=30, show_spinner=False, max_entries=4)
 def _status_for(settings: Settings) -> AppStatus:
     return collect_status(settings)
 
@@ -48,16 +48,13 @@ def page_links() -> None:
 
 
 @st.cache_resource(show_spinner="Loading model…", max_entries=4)
-def _load_model(path: str, mtime: float) -> tuple[Any, Any]:
-
+def _load_model(path: str, key: str) -> tuple[Any, Any]:
     return load_model(Path(path))
 
 
 def load_model_cached(model_dir: Path) -> tuple[Any, Any]:
-    """Load a model once per file version; the result is shared and must never be trained or mutated."""
-    model_file = Path(model_dir) / MODEL_FILE
-    mtime = model_file.stat().st_mtime if model_file.exists() else 0.0
-    return _load_model(str(model_dir), mtime)
+    """Load a model once per version (its :func:`~hemato.vision.models.model_key`); shared, never train or change it."""
+    return _load_model(str(model_dir), model_key(model_dir))
 
 
 def model_picker(key: str, label: str = "Model") -> Path | None:

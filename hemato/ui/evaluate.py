@@ -17,26 +17,26 @@ import streamlit as st
 from hemato.config import get_settings
 from hemato.data.datasets import DatasetError, discover_dataset
 from hemato.data.imaging import ImageError, load_array
+from hemato.jobs import JobError
 from hemato.status import available_models, cross_lab_path, dataset_options
 from hemato.ui.common import load_model_cached
+from hemato.ui.jobs import job_status, render_job
 from hemato.vision.evaluate import (
     AUTO_SPLIT,
     EvaluationRequest,
-    JobState,
-    get_job,
+    evaluation_job,
     load_result,
     resolve_split,
     result_path,
     start_evaluation,
 )
 from hemato.vision.explain import explain, overlay
-from hemato.vision.models import MODEL_FILE, ModelLoadError
+from hemato.vision.models import ModelLoadError, model_key
 
 TYPED_PATH = "Type a path…"
 ALL_IMAGES = "all images"
 PAGE_SIZE = 12
 THUMB = 160
-POLL_SECONDS = 1.5
 COMPARE_FORMAT = {
     "accuracy": "{:.2%}",
     "macro-F1": "{:.3f}",
@@ -68,13 +68,8 @@ def _dataset_info(path: str) -> tuple[list[str], int, list[str]]:
     return ds.splits, len(ds), ds.classes
 
 
-def _model_mtime(model_dir: Path) -> float:
-    file = Path(model_dir) / MODEL_FILE
-    return file.stat().st_mtime if file.exists() else 0.0
-
-
 @st.cache_data(ttl=60, show_spinner=False, max_entries=64)
-def _request_key(model_dir: str, mtime: float, data_path: str, split: str | None) -> tuple[str, int, str | None]:
+def _request_key(model_dir: str, version: str, data_path: str, split: str | None) -> tuple[str, int, str | None]:
     dataset, split_used, key = EvaluationRequest(Path(model_dir), Path(data_path), None, split).resolve()
     return key, len(dataset), split_used
 
@@ -102,7 +97,7 @@ def _thumbnail(path: str, size: int = THUMB) -> np.ndarray | None:
 
 
 @st.cache_data(show_spinner=False, max_entries=500)
-def _gradcam(model_dir: str, mtime: float, path: str, target: int) -> np.ndarray:
+def _gradcam(model_dir: str, version: str, path: str, target: int) -> np.ndarray:
 
     model, _ = load_model_cached(Path(model_dir))
     # Explain the image the model scored (full size, resized inside like every prediction), then show it small.
@@ -146,37 +141,16 @@ def dataset_picker(key: str) -> tuple[Path, str | None] | None:
 # --------------------------------------------------------------------------------------------- jobs
 
 
-def _fmt_seconds(seconds: float | None) -> str:
-    if seconds is None:
-        return "estimating…"
-    return f"about {seconds:.0f} s left" if seconds < 90 else f"about {seconds / 60:.1f} min left"
-
-
-def _job_line(state: JobState) -> tuple[float, str]:
-    if state.status == "queued":
-        return 0.0, "Queued: starting, or waiting for another evaluation to finish."
-    if state.total == 0:
-        return 0.0, "Loading the model and the first images…"
-    return state.fraction, f"{state.done:,} / {state.total:,} images · {_fmt_seconds(state.eta())}"
-
-
-def _state(key: str) -> JobState | None:
-    job = get_job(key)
-    return job.poll() if job is not None else None
-
-
-@st.fragment(run_every=POLL_SECONDS)
-def _poll_jobs(keys: list[str], title: str) -> None:
-    jobs = [get_job(k) for k in keys]
-    states = [job.poll() if job is not None else None for job in jobs]
-    if all(state is None or state.finished for state in states):
-        st.rerun()
-    st.markdown(title)
-    for job, state in zip(jobs, states, strict=True):
-        if job is None or state is None:
-            continue
-        fraction, text = _job_line(state)
-        st.progress(fraction, text=f"{job.request.model_dir.name} on {job.request.data_path.name}: {text}")
+def _start(requests: list[EvaluationRequest]) -> None:
+    """Queue evaluations on the job worker (they run one at a time with other heavy jobs) and rerun."""
+    settings = get_settings()
+    try:
+        for request in requests:
+            start_evaluation(request, settings.cache_dir)
+    except JobError as exc:
+        st.error(str(exc))
+        return
+    st.rerun()
 
 
 def evaluation_result(model_dir: Path, data_path: Path, split: str | None, key: str) -> dict[str, Any] | None:
@@ -188,24 +162,24 @@ def evaluation_result(model_dir: Path, data_path: Path, split: str | None, key: 
     settings = get_settings()
     split = split if split is not None else "all"
     try:
-        job_key, n_images, split_used = _request_key(str(model_dir), _model_mtime(model_dir), str(data_path), split)
+        job_key, n_images, split_used = _request_key(str(model_dir), model_key(model_dir), str(data_path), split)
     except (DatasetError, ValueError, OSError) as exc:
         st.error(str(exc))
         return None
     result = _stored_result(str(settings.cache_dir), job_key)
     if result is not None:
         return result
-    state = _state(job_key)
-    if state is not None and state.status == "failed":
-        st.error(f"The evaluation failed: {state.error}")
-    if state is not None and not state.finished:
-        _poll_jobs([job_key], "**Evaluating in the background** (you can use other pages meanwhile).")
+    job = evaluation_job(job_key)
+    if job is not None and job.active:
+        st.markdown("**Evaluating in the background** (you can use other pages meanwhile).")
+        job_status(job.id, f"{key}_job")
         return None
+    if job is not None and job.state == "failed":
+        render_job(job, f"{key}_job")
     where = f"the {split_used} split" if split_used else "all images"
     st.info(f"{model_dir.name} has not been evaluated on {n_images:,} images ({where} of {data_path.name}) yet.")
     if st.button("Evaluate", key=f"{key}_start", type="primary"):
-        start_evaluation(EvaluationRequest(model_dir, data_path, None, split), settings.cache_dir)
-        st.rerun()
+        _start([EvaluationRequest(model_dir, data_path, None, split)])
     return None
 
 
@@ -215,27 +189,27 @@ def _results_for(requests: list[tuple[Path, Path, str | None]], key: str, label:
     keys, missing = [], []
     for model_dir, data_path, split in requests:
         try:
-            job_key, _, _ = _request_key(str(model_dir), _model_mtime(model_dir), str(data_path), split or "all")
+            job_key, _, _ = _request_key(str(model_dir), model_key(model_dir), str(data_path), split or "all")
         except (DatasetError, ValueError, OSError) as exc:
             st.error(f"{model_dir.name} on {data_path.name}: {exc}")
             return None
         keys.append(job_key)
         if _stored_result(str(settings.cache_dir), job_key) is None:
             missing.append((job_key, model_dir, data_path, split))
-    states = {k: _state(k) for k, *_ in missing}
-    running = [k for k, state in states.items() if state is not None and not state.finished]
-    for (_, model_dir, data_path, _split), state in zip(missing, states.values(), strict=True):
-        if state is not None and state.status == "failed":
-            st.error(f"{model_dir.name} on {data_path.name} failed: {state.error}")
+    found = {job_key: evaluation_job(job_key) for job_key, *_ in missing}
+    running = [job for job in found.values() if job is not None and job.active]
+    for i, job in enumerate(found.values()):
+        if job is not None and job.state == "failed":
+            render_job(job, f"{key}_failed_{i}")
     if running:
-        _poll_jobs(running, "**Evaluating in the background**, one model at a time.")
+        st.markdown("**Evaluating in the background**, one heavy job at a time.")
+        for i, job in enumerate(running):
+            job_status(job.id, f"{key}_job_{i}")
         return None
     if missing:
         st.info(f"{len(missing)} of {len(requests)} evaluations are not computed yet.")
         if st.button(label, key=f"{key}_start", type="primary"):
-            for _, model_dir, data_path, split in missing:
-                start_evaluation(EvaluationRequest(model_dir, data_path, None, split or "all"), settings.cache_dir)
-            st.rerun()
+            _start([EvaluationRequest(m, d, None, s or "all") for _, m, d, s in missing])
         return None
     return [_stored_result(str(settings.cache_dir), k) for k in keys]
 
@@ -416,7 +390,7 @@ def gallery(
         page = int(st.number_input(f"Page (of {pages})", 1, pages, 1, key=f"{key}_page"))
     st.caption(f"{len(rows):,} image(s); showing {PAGE_SIZE * (page - 1) + 1}–{min(len(rows), PAGE_SIZE * page)}.")
     cols = st.columns(6)
-    mtime = _model_mtime(model_dir) if model_dir else 0.0
+    version = model_key(model_dir) if model_dir else ""
     for i, row in enumerate(rows[PAGE_SIZE * (page - 1) : PAGE_SIZE * page]):
         with cols[i % 6]:
             image = _thumbnail(row["path"])
@@ -426,7 +400,7 @@ def gallery(
             if cam_target is not None and model_dir is not None:
                 target = row["predicted"] if cam_target == "predicted" else row["label"]
                 try:
-                    image = _gradcam(str(model_dir), mtime, row["path"], classes.index(target))
+                    image = _gradcam(str(model_dir), version, row["path"], classes.index(target))
                 except (ModelLoadError, ValueError) as exc:
                     st.error(f"Grad-CAM failed: {exc}")
             mark = ":green[✓]" if row["correct"] else ":red[✗]"

@@ -1,18 +1,15 @@
 """Predict & Explain page widgets: image input, predictions, saliency, layer and neuron views, ImageNet top-5.
 
-Slow work (Score-CAM, SmoothGrad, the all-methods grid, activation maximisation) runs in background threads;
-fragments poll their progress so the page never blocks.
+Slow work (Score-CAM, SmoothGrad, the all-methods grid, activation maximisation, the TFLite export) runs as jobs on
+the job worker (:mod:`hemato.jobs`); the page polls them through :mod:`hemato.ui.jobs` and never blocks.
 """
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import os
-import threading
-import time
-import traceback
-from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -20,23 +17,26 @@ import numpy as np
 import pandas as pd
 import plotly.graph_objects as go
 import streamlit as st
+from PIL import Image
 
+from hemato import jobs
 from hemato.config import get_settings
 from hemato.data.datasets import DatasetError, discover_dataset
 from hemato.data.imaging import ImageError, load_array, open_image
+from hemato.files import atomic_path
 from hemato.status import available_models
 from hemato.ui.common import load_model_cached
-from hemato.vision.explain import COLORMAPS, METHODS, SLOW_METHODS, colorize, explain, explain_all, overlay
+from hemato.ui.jobs import job_status
+from hemato.vision.explain import COLORMAPS, METHODS, SLOW_METHODS, colorize, explain, overlay, stored_heatmaps
 from hemato.vision.export import ENV_TFLITE_EXPORT, TFLITE_FILE, start_tflite_export, tflite_cache_path
 from hemato.vision.imagenet import imagenet_model, imagenet_top
 from hemato.vision.models import ModelLoadError, WeightsUnavailableError, cam_layers, last_conv_layer, model_key
-from hemato.vision.neurons import feature_maps, job_dir, job_images, layer_table, read_status, start_maximization
+from hemato.vision.neurons import feature_maps, job_dir, job_images, layer_table, request_key, start_maximization
 from hemato.vision.predict import Predictor
 
 UPLOAD_TYPES = ["jpg", "jpeg", "png", "bmp", "tif", "tiff"]
 SOURCE_UPLOAD = "Upload images"
 SOURCE_DATASET = "Pick from the dataset"
-POLL_SECONDS = 0.7
 GRID_COLUMNS = 5
 MAX_IMAGES = 200
 BACKEND_LABELS = {
@@ -135,7 +135,7 @@ def image_input(key: str) -> list[InputImage]:
 
 
 @st.cache_resource(show_spinner=False, max_entries=4)
-def _predictor(model_dir: str, mtime_key: str, tflite: str | None) -> Any:
+def _predictor(model_dir: str, key: str, tflite: str | None) -> Any:
 
     model, card = load_model_cached(Path(model_dir))
     if tflite is not None:
@@ -154,7 +154,10 @@ def _tflite_file(model_dir: Path) -> str | None:
         if path.is_file() and path.stat().st_mtime >= (Path(model_dir) / "model.keras").stat().st_mtime:
             return str(path)
     if os.environ.get(ENV_TFLITE_EXPORT, "1") != "0":
-        start_tflite_export(model_dir, cached)
+        # A failed export stays failed (not retried on every view), and without a reachable queue there is none:
+        # either way the compiled Keras graph gives the same answers.
+        with contextlib.suppress(jobs.JobError):
+            start_tflite_export(model_dir, cached)
     return None
 
 
@@ -172,14 +175,14 @@ def load(model_dir: Path) -> tuple[Any, Any, Any] | None:
     return model, card, _predictor(str(model_dir), model_key(model_dir), _tflite_file(model_dir))
 
 
+@st.cache_data(show_spinner=False, max_entries=1024)
+def _probabilities(model_key: str, backend: str, digest: str, _predictor: Any, _image: np.ndarray) -> np.ndarray:
+    return _predictor.predict([_image])[0]
+
+
 def predict_images(predictor: Any, model_key: str, images: list[InputImage]) -> np.ndarray:
-    """Probabilities (N, C), remembered per model and image so reruns do not recompute them."""
-    memo: dict[tuple[str, str], np.ndarray] = st.session_state.setdefault("predict_memo", {})
-    todo = [img for img in images if (model_key, img.digest) not in memo]
-    if todo:
-        for img, probs in zip(todo, predictor.predict([img.array for img in todo]), strict=True):
-            memo[(model_key, img.digest)] = probs
-    return np.stack([memo[(model_key, img.digest)] for img in images])
+    """Probabilities (N, C), cached per model version and image so reruns do not recompute them."""
+    return np.stack([_probabilities(model_key, predictor.backend, img.digest, predictor, img.array) for img in images])
 
 
 def probability_chart(probs: np.ndarray, classes: list[str], height: int = 220) -> go.Figure:
@@ -244,62 +247,79 @@ def show_predictions(
         st.caption(f"Cards for the first 6 images; all {len(images)} are in the table above.")
 
 
-# ------------------------------------------------------------------------------------------ background jobs
-
-
-@dataclass
-class _Job:
-    done: int = 0
-    total: int = 1
-    started: float = field(default_factory=time.time)
-    result: Any = None
-    error: str = ""
-    finished: bool = False
-
-
-_JOBS: dict[str, _Job] = {}
-_JOBS_LOCK = threading.Lock()
-
-
-def _start_job(key: str, total: int, work: Callable[[Callable[[int], None]], Any]) -> _Job:
-    """Run ``work(report)`` in a thread once per key; ``report(done)`` records progress."""
-    with _JOBS_LOCK:
-        job = _JOBS.get(key)
-        if job is not None and not job.error:
-            return job
-        job = _JOBS[key] = _Job(total=total)
-
-    def run() -> None:
-        def report(done: int) -> None:
-            job.done = done
-
-        try:
-            job.result = work(report)
-        except Exception as exc:  # noqa: BLE001 - shown on the page instead of killing the thread silently
-            job.error = f"{type(exc).__name__}: {exc}"
-            traceback.print_exc()
-        job.finished = True
-
-    threading.Thread(target=run, daemon=True, name="hemato-explain").start()
-    return job
-
-
-def _eta_text(done: int, total: int, started: float) -> str:
-    if done == 0:
-        return "starting…"
-    left = (time.time() - started) / done * (total - done)
-    return f"{done}/{total} · about {left:.0f} s left"
-
-
 # ------------------------------------------------------------------------------------------------ saliency
 
 
+@st.cache_data(show_spinner=False, max_entries=256)
+def _heatmap(
+    model_key: str, digest: str, method: str, target: int | None, layer: str, _model: Any, _image: np.ndarray
+) -> np.ndarray:
+    return explain(_model, _image, method, target, layer)
+
+
 def _fast_heatmap(model: Any, image: InputImage, method: str, target: int | None, layer: str, mkey: str) -> Any:
-    memo: dict[tuple, np.ndarray] = st.session_state.setdefault("explain_memo", {})
-    memo_key = (mkey, image.digest, method, target, layer)
-    if memo_key not in memo:
-        memo[memo_key] = explain(model, image.array, method, target, layer)
-    return memo[memo_key]
+    return _heatmap(mkey, image.digest, method, target, layer, model, image.array)
+
+
+def _input_file(image: InputImage) -> Path:
+    """The image saved for the job worker (once per image content)."""
+    path = get_settings().cache_dir / "saliency" / "inputs" / f"{image.digest}.png"
+    if not path.is_file():
+        with atomic_path(path) as tmp:
+            Image.fromarray(image.array).save(tmp)
+    return path
+
+
+def _maps_job(
+    model_dir: Path, mkey: str, image: InputImage, methods: list[str], target: int | None, layer: str, start: bool
+) -> tuple[Path, jobs.Job | None]:
+    """The output folder of a saliency request and its job (submitted when ``start``, else only looked up)."""
+    request = hashlib.sha1(f"{sorted(methods)}|{target}|{layer}".encode()).hexdigest()[:10]
+    out_dir = get_settings().cache_dir / "saliency" / mkey / f"{image.digest}-{request}"
+    key = f"{mkey}/{image.digest}-{request}"
+    if not start:
+        return out_dir, jobs.find("saliency", key)
+    names = ", ".join(METHODS[m] for m in methods) if len(methods) < len(METHODS) else "every method"
+    params = {"model_dir": str(model_dir), "image_path": str(_input_file(image)), "methods": methods}
+    params.update(out_dir=str(out_dir), target_class=target, layer=layer)
+    return out_dir, jobs.submit("saliency", params, key=key, label=f"{names} for {image.name}", force=True)
+
+
+@st.cache_data(show_spinner=False, max_entries=64)
+def _stored_maps(out_dir: str, methods: tuple[str, ...], stamp: float) -> dict[str, np.ndarray] | None:
+    return stored_heatmaps(Path(out_dir), list(methods))
+
+
+def _maps(out_dir: Path, methods: list[str]) -> dict[str, np.ndarray] | None:
+    files = [out_dir / f"{m}.npy" for m in methods]
+    if not all(f.is_file() for f in files):
+        return None
+    return _stored_maps(str(out_dir), tuple(methods), max(f.stat().st_mtime for f in files))
+
+
+def _slow_maps(
+    model_dir: Path,
+    mkey: str,
+    image: InputImage,
+    methods: list[str],
+    opts: dict[str, Any],
+    button: tuple[str, str],
+    note: str = "",
+) -> dict[str, np.ndarray] | None:
+    """Heatmaps computed on the job worker: stored ones at once, else a button (label, key), then the job's status."""
+    target, layer = opts["target"], opts["layer"]
+    out_dir, job = _maps_job(model_dir, mkey, image, methods, target, layer, start=False)
+    maps = _maps(out_dir, methods)
+    if maps is not None:
+        return maps
+    label, key = button
+    if (job is None or not job.active) and st.button(label, key=key):
+        out_dir, job = _maps_job(model_dir, mkey, image, methods, target, layer, start=True)
+    if job is not None and (job.active or job.state in ("failed", "cancelled")):
+        job_status(job.id, f"{key}_job")
+    elif note:
+        st.caption(note)
+    return None
 
 
 def _render_overlays(image: InputImage, maps: dict[str, np.ndarray], alpha: float, cmap: str, titles: dict) -> None:
@@ -325,24 +345,25 @@ def saliency_controls(model: Any, classes: list[str], key: str) -> dict[str, Any
 
 
 def saliency_view(
-    model: Any, model_key: str, image: InputImage, classes: list[str], probs: Any, opts: dict[str, Any], key: str
+    model: Any,
+    model_dir: Path,
+    model_key: str,
+    image: InputImage,
+    classes: list[str],
+    probs: Any,
+    opts: dict[str, Any],
+    key: str,
 ) -> None:
     """The chosen saliency map for one image (``opts`` from :func:`saliency_controls`): original, overlay, heatmap."""
     method, target, layer = opts["method"], opts["target"], opts["layer"]
     explained = classes[int(np.argmax(probs))] if target is None else classes[target]
     st.markdown(f"**{METHODS[method]}** for class **{explained}** at layer `{layer}`")
     if method in SLOW_METHODS:
-        job_key = f"one|{model_key}|{image.digest}|{method}|{target}|{layer}"
-        if job_key not in _JOBS and not st.button(f"Compute {METHODS[method]} (slow)", key=f"{key}_run_slow"):
-            st.caption(f"{METHODS[method]} runs the network many times; press the button to start it.")
-            return
-
-        def work(report: Callable[[int], None]) -> dict[str, np.ndarray]:
-
-            return {method: explain(model, image.array, method, target, layer)}
-
-        _start_job(job_key, 1, work)
-        _poll_maps(job_key, image, opts, key)
+        note = f"{METHODS[method]} runs the network many times; press the button to start it."
+        button = (f"Compute {METHODS[method]} (slow)", f"{key}_run_slow")
+        maps = _slow_maps(model_dir, model_key, image, [method], opts, button, note)
+        if maps is not None:
+            _show_triplet(image, maps[method], opts, METHODS[method])
         return
     try:
         heat = _fast_heatmap(model, image, method, target, layer, model_key)
@@ -360,42 +381,13 @@ def _show_triplet(image: InputImage, heat: np.ndarray, opts: dict[str, Any], tit
     c.image(colorize(heat, opts["cmap"]), caption=f"{title} heatmap", width="stretch")
 
 
-def _poll_maps(job_key: str, image: InputImage, opts: dict[str, Any], key: str) -> None:
-    running = job_key in _JOBS and not _JOBS[job_key].finished
-
-    @st.fragment(run_every=POLL_SECONDS if running else None)
-    def poll() -> None:
-        job = _JOBS.get(job_key)
-        if job is None:
-            return
-        if running and job.finished:
-            st.rerun(scope="app")  # stop polling: the next full run draws the result without a timer
-        if job.error:
-            st.error(f"The explanation failed: {job.error}")
-        elif not job.finished:
-            st.progress(job.done / max(job.total, 1), text=f"Computing… {_eta_text(job.done, job.total, job.started)}")
-        elif len(job.result) == 1:
-            name, heat = next(iter(job.result.items()))
-            _show_triplet(image, heat, opts, METHODS.get(name, name))
-        else:
-            _render_overlays(image, job.result, opts["alpha"], opts["cmap"], dict(METHODS))
-
-    poll()
-
-
-def all_methods_grid(model: Any, model_key: str, image: InputImage, opts: dict[str, Any], key: str) -> None:
-    """Every method on the same image, computed in the background behind a button."""
-    job_key = f"grid|{model_key}|{image.digest}|{opts['target']}|{opts['layer']}"
-    if job_key not in _JOBS and not st.button("Compute all methods side by side", key=f"{key}_grid"):
-        return
-    target, layer = opts["target"], opts["layer"]
-
-    def work(report: Callable[[int], None]) -> dict[str, np.ndarray]:
-
-        return explain_all(model, image.array, target, layer, progress=lambda done, total, label: report(done))
-
-    _start_job(job_key, len(METHODS), work)
-    _poll_maps(job_key, image, opts, f"{key}_grid")
+def all_methods_grid(model_dir: Path, model_key: str, image: InputImage, opts: dict[str, Any], key: str) -> None:
+    """Every method on the same image, computed on the job worker behind a button."""
+    maps = _slow_maps(
+        model_dir, model_key, image, list(METHODS), opts, ("Compute all methods side by side", f"{key}_grid")
+    )
+    if maps is not None:
+        _render_overlays(image, maps, opts["alpha"], opts["cmap"], dict(METHODS))
 
 
 def compare_models(first: tuple[str, Path], image: InputImage, opts: dict[str, Any], key: str) -> None:
@@ -462,31 +454,28 @@ def layer_views(model: Any, image: InputImage, key: str) -> None:
 # ------------------------------------------------------------------------------------------------- neurons
 
 
-def _show_am_job(folder: Path, captions: dict[int, str], key: str) -> None:
-
-    first = read_status(folder)
-    running = first is not None and first.state == "running"
-
-    @st.fragment(run_every=POLL_SECONDS * 2 if running else None)
-    def poll() -> None:
-        status = read_status(folder)
-        if status is None:
-            return
-        if running and status.state != "running":
-            st.rerun(scope="app")  # stop polling once the job has finished
-        if status.state == "error":
-            st.error(f"Activation maximisation failed: {status.message}")
-        elif status.state != "done":
-            eta = status.eta_seconds
-            text = f"Step {status.done}/{status.total}" + (f" · about {eta:.0f} s left" if eta is not None else "")
-            st.progress(status.fraction, text=text)
-        else:
-            pictures = job_images(folder)
-            cols = st.columns(min(len(pictures), 6) or 1)
-            for i, (unit, img) in enumerate(pictures):
-                cols[i % len(cols)].image(img, caption=captions.get(unit, f"unit {unit}"), width="stretch")
-
-    poll()
+def _neuron_images(
+    model_dir: Path,
+    folder: Path,
+    layer: str | None,
+    units: list[int],
+    steps: int,
+    captions: dict[int, str],
+    key: str,
+    button: str,
+) -> None:
+    """Activation-maximisation images: stored ones at once, else a button, then the job's live status."""
+    pictures = job_images(folder)
+    if pictures:
+        cols = st.columns(min(len(pictures), 6) or 1)
+        for i, (unit, img) in enumerate(pictures):
+            cols[i % len(cols)].image(img, caption=captions.get(unit, f"unit {unit}"), width="stretch")
+        return
+    job = jobs.find("activation_max", request_key(folder))
+    if (job is None or not job.active) and st.button(button, key=f"{key}_run"):
+        job = start_maximization(model_dir, folder, layer, units, steps)
+    if job is not None and (job.active or job.state in ("failed", "cancelled")):
+        job_status(job.id, f"{key}_job")
 
 
 def neuron_views(model: Any, model_dir: Path, classes: list[str], image: InputImage | None, key: str) -> None:
@@ -513,14 +502,13 @@ def neuron_views(model: Any, model_dir: Path, classes: list[str], image: InputIm
     )
     if filters:
         folder = job_dir(cache, model_dir, layer, filters, steps)
-        if read_status(folder) is None and st.button("Visualise these filters", key=f"{key}_am_run"):
-            start_maximization(model, folder, layer, filters, steps)
-        _show_am_job(folder, {f: f"{layer} · filter {f}" for f in filters}, f"{key}_am")
+        captions = {f: f"{layer} · filter {f}" for f in filters}
+        _neuron_images(model_dir, folder, layer, filters, steps, captions, f"{key}_am", "Visualise these filters")
     st.markdown("**Class-model images** (one per output unit)")
-    folder = job_dir(cache, model_dir, None, list(range(len(classes))), steps)
-    if read_status(folder) is None and st.button("Compute class-model images", key=f"{key}_class_run"):
-        start_maximization(model, folder, None, list(range(len(classes))), steps)
-    _show_am_job(folder, dict(enumerate(classes)), f"{key}_class")
+    units = list(range(len(classes)))
+    folder = job_dir(cache, model_dir, None, units, steps)
+    captions = dict(enumerate(classes))
+    _neuron_images(model_dir, folder, None, units, steps, captions, f"{key}_class", "Compute class-model images")
 
 
 # ------------------------------------------------------------------------------------------------ ImageNet

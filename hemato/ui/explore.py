@@ -11,6 +11,7 @@ import plotly.express as px
 import plotly.graph_objects as go
 import streamlit as st
 
+from hemato import jobs
 from hemato.config import get_settings
 from hemato.data import explore
 from hemato.data.archive import ArchiveError, extract_zip, uploads_dir
@@ -18,7 +19,8 @@ from hemato.data.datasets import Dataset, DatasetError
 from hemato.data.imaging import ImageError, open_image
 from hemato.status import known_datasets
 from hemato.ui.common import dataset_or_error, load_dataset
-from hemato.vision.embedding import compute_embedding, embedding_key, load_embedding, sample_rows
+from hemato.ui.jobs import job_status, render_job
+from hemato.vision.embedding import embedding_key, load_embedding, sample_rows
 
 CONFIGURED = "Configured dataset"
 FOLDER = "A folder path…"
@@ -40,18 +42,18 @@ def dataset_options() -> dict[str, Path | None]:
     return options
 
 
+@st.cache_data(show_spinner="Unpacking the zip…", max_entries=16)
+def _extracted(digest: str, home: str, _data: bytes) -> str:
+    return str(extract_zip(_data, uploads_dir(Path(home))))
+
+
 def _extract_upload(upload: st.runtime.uploaded_file_manager.UploadedFile) -> Path | None:
     data = upload.getvalue()
-    digest = hashlib.sha256(data).hexdigest()[:16]
-    extracted = st.session_state.setdefault("explore_uploads", {})
-    if digest not in extracted:
-        try:
-            with st.spinner("Unpacking the zip…"):
-                extracted[digest] = str(extract_zip(data, uploads_dir(get_settings().home)))
-        except ArchiveError as exc:
-            st.error(f"{upload.name}: {exc}")
-            return None
-    return Path(extracted[digest])
+    try:  # unpacked once per zip content (a refused zip is not cached: its error shows every time)
+        return Path(_extracted(hashlib.sha256(data).hexdigest()[:16], str(get_settings().home), data))
+    except ArchiveError as exc:
+        st.error(f"{upload.name}: {exc}")
+        return None
 
 
 def dataset_picker(key: str = "explore") -> Dataset | None:
@@ -85,26 +87,19 @@ def dataset_picker(key: str = "explore") -> Dataset | None:
 # --------------------------------------------------------------------------------------------- jobs
 
 
-def _format_seconds(seconds: float) -> str:
-    return f"{seconds:.0f} s" if seconds < 90 else f"{seconds / 60:.1f} min"
+def _job(kind: str, key: str, frame: pd.DataFrame, label: str, **params: object) -> jobs.Job | None:
+    """Start (or join) an explorer job on ``frame`` (written to the cache for the worker); None after an error.
 
-
-@st.fragment(run_every=1.0)
-def job_progress(cache_dir: str, key: str) -> None:
-    """Progress bar with ETA of a background job; reruns the page once when it finishes."""
-    state = explore.job_state(Path(cache_dir), key)
-    if state.state == "running":
-        eta = state.eta_seconds
-        left = f" · about {_format_seconds(eta)} left" if eta is not None else ""
-        done = f"{state.done:,}/{state.total:,}" if state.total else "starting"
-        st.progress(state.fraction, text=f"{state.label}: {done}{left}")
-    elif state.state == "failed":
-        st.error(f"{state.label} failed: {state.error}")
-    elif state.state == "done":
-        seen = st.session_state.setdefault("explore_jobs_seen", set())
-        if key not in seen:
-            seen.add(key)
-            st.rerun(scope="app")
+    Only called when the job's output is missing, so a finished job of the same key is replaced, not reused.
+    """
+    cache_dir = get_settings().cache_dir
+    try:
+        frame_path = explore.save_frame(frame, cache_dir, key)
+        params = {"frame_path": str(frame_path), "cache_dir": str(cache_dir), **params}
+        return jobs.submit(kind, params, key=key, label=label, force=True)
+    except (jobs.JobError, OSError) as exc:
+        st.error(f"{label} could not start: {exc}")
+        return None
 
 
 def stats_for(frame: pd.DataFrame, title: str) -> explore.ExploreStats | None:
@@ -114,16 +109,18 @@ def stats_for(frame: pd.DataFrame, title: str) -> explore.ExploreStats | None:
     stats = _cached_stats(str(cache_dir), key, frame)
     if stats is not None:
         return stats
-    job_key = f"stats_{key}"
-    if explore.job_state(cache_dir, job_key).state != "running":
-        explore.start_job(
-            cache_dir, job_key, f"Measuring {title}", lambda progress: explore.build_stats(frame, cache_dir, progress)
-        )
     st.caption(
         f"Measuring {len(frame):,} images once (size, colour, perceptual hash, thumbnail); "
         "the result is cached on disk and instant afterwards."
     )
-    job_progress(str(cache_dir), job_key)
+    found = jobs.find("explore_stats", key)
+    if found is not None and found.state == "failed":
+        render_job(found, f"explore_stats_{key}")
+        if not st.button("Try again", key=f"explore_stats_retry_{key}"):
+            return None
+    job = found if found is not None and found.active else _job("explore_stats", key, frame, f"Measuring {title}")
+    if job is not None:
+        job_status(job.id, f"explore_stats_{key}")
     return None
 
 
@@ -438,23 +435,20 @@ def embedding_section(ds: Dataset) -> None:
     method = c2.radio("Projection", ["pca", "tsne"], key="explore_embed_method", horizontal=True, format_func=str.upper)
     sample = sample_rows(ds.frame, n, seed=0)
     embedding = load_embedding(sample, settings.cache_dir, method)
-    job_key = f"embed_{embedding_key(sample['path'].tolist())}_{method}"
+    job_key = f"{embedding_key(sample['path'].tolist())}_{method}"
     if embedding is None:
         st.caption(
             f"Extracts MobileNetV2 (ImageNet) features of {len(sample):,} images once (≈ 15 ms per image on "
             "this CPU, cached per image on disk and shared with training)."
         )
-        running = explore.job_state(settings.cache_dir, job_key).state == "running"
+        found = jobs.find("explore_embedding", job_key)
+        running = found is not None and found.active
         if c3.button("Compute map", key="explore_embed_go", disabled=running, type="primary"):
-            explore.start_job(
-                settings.cache_dir,
-                job_key,
-                f"Embedding {len(sample):,} images",
-                lambda progress: compute_embedding(sample, settings.cache_dir, settings.weights_dir, method, progress),
-            )
-            running = True
-        if running or explore.job_state(settings.cache_dir, job_key).state == "failed":
-            job_progress(str(settings.cache_dir), job_key)
+            weights = str(settings.weights_dir) if settings.weights_dir else None
+            label = f"Embedding {len(sample):,} images"
+            found = _job("explore_embedding", job_key, sample, label, weights_dir=weights, method=method)
+        if found is not None and (found.active or found.state == "failed"):
+            job_status(found.id, f"explore_embed_{job_key}")
         return
     table = embedding.frame()
     title = "PCA of MobileNetV2 features" if method == "pca" else "t-SNE of MobileNetV2 features"

@@ -1,10 +1,12 @@
-"""Streamlit pieces for the quiz, instructor and atlas pages: cached loaders, model verdicts, reports."""
+"""Streamlit pieces for the quiz, instructor and atlas pages: cached loaders, model verdicts, reports.
+
+The quiz's logic (modes, question picking, answering, what to show when) is
+:class:`hemato.teaching.session.QuizSession`; this module draws it.
+"""
 
 from __future__ import annotations
 
-import json
 import os
-import threading
 import time
 from pathlib import Path
 from typing import Any
@@ -16,38 +18,34 @@ import streamlit as st
 from hemato.config import ENV_INSTRUCTOR_SECRET, get_settings
 from hemato.data.datasets import Dataset
 from hemato.data.imaging import ImageError, load_array
+from hemato.jobs import JobError
 from hemato.teaching.atlas import Atlas, AtlasEntry, load_atlas
+from hemato.teaching.pool import pool_dataset, pool_predictions, start_pool_predictions
 from hemato.teaching.quiz import (
-    CHALLENGE_POOL_SIZE,
     Answer,
     InstructorAccessError,
-    Question,
     QuizError,
     QuizReport,
-    challenge_questions,
     check_secret,
     class_vs_model,
-    class_weights,
     configured_secret,
     confusion,
     hardest_images,
-    pick_next_question,
-    pool_cache_path,
-    predict_pool,
     quiz_pool,
     resolve_images,
     sample_balanced,
     seconds_left,
 )
-from hemato.teaching.store import AlreadyAnsweredError, InstructorView, QuizStore
+from hemato.teaching.session import QuizSession
+from hemato.teaching.store import AlreadyAnsweredError, InstructorView, QuizStore, Student
 from hemato.ui.common import dataset_or_error, load_model_cached, model_picker
+from hemato.ui.jobs import job_status
 from hemato.vision.explain import explain, overlay
-from hemato.vision.models import MODEL_FILE, ModelLoadError, read_card
+from hemato.vision.models import ModelLoadError, model_key, read_card
 from hemato.vision.predict import Predictor
 
 THUMB = 160
-_JOBS: dict[str, threading.Thread] = {}
-_JOBS_LOCK = threading.Lock()
+SESSION_KEY = "quiz_session"
 
 
 # ---------------------------------------------------------------- cached resources
@@ -77,7 +75,7 @@ def quiz_dataset() -> Dataset | None:
     return dataset
 
 
-@st.cache_resource(show_spinner=False)
+@st.cache_resource(show_spinner=False, max_entries=1)
 def atlas() -> Atlas:
     """The atlas content (read once per process)."""
     return load_atlas()
@@ -116,76 +114,35 @@ def pick_model(key: str) -> tuple[Path, Any, Any] | None:
     except ModelLoadError as exc:
         st.error(str(exc))
         return None
-    _warm_up(model_dir, model, card)
     return model_dir, model, card
 
 
-def _mtime(model_dir: Path) -> float:
-
-    path = Path(model_dir) / MODEL_FILE
-    return path.stat().st_mtime if path.exists() else 0.0
-
-
-_PREDICTORS: dict[tuple[str, float], Any] = {}
-_WARMED: set[tuple[str, float]] = set()
-
-
-def _get_predictor(key: tuple[str, float], model: Any, card: Any) -> Any:
-
-    with _JOBS_LOCK:
-        if key not in _PREDICTORS:
-            _PREDICTORS[key] = Predictor(model, card.input_size)
-        return _PREDICTORS[key]
-
-
-def _warm_up(model_dir: Path, model: Any, card: Any) -> None:
-    """Compile the model's prediction and Grad-CAM graphs in the background (first calls take seconds)."""
-    key = (str(model_dir), _mtime(model_dir))
-    with _JOBS_LOCK:
-        if key in _WARMED:
-            return
-        _WARMED.add(key)
-
-    def work() -> None:
-
-        blank = np.full((card.input_size, card.input_size, 3), 200, np.uint8)
-        try:
-            _get_predictor(key, model, card).predict_one(blank)
-            explain(model, blank, method="gradcam")
-        except Exception:  # noqa: BLE001 - warming is best effort; the real call reports errors
-            return
-
-    threading.Thread(target=work, daemon=True, name="hemato-quiz-warm-up").start()
-
-
-def _predictor(model_dir: str, mtime: float) -> Any:
-
+@st.cache_resource(show_spinner=False, max_entries=4)
+def _predictor(model_dir: str, key: str) -> Any:
     model, card = load_model_cached(Path(model_dir))
-    return _get_predictor((model_dir, mtime), model, card)
+    return Predictor(model, card.input_size)
 
 
 @st.cache_data(max_entries=2048, show_spinner=False)
-def _verdict(model_dir: str, mtime: float, path: str) -> tuple[str, float] | None:
-
+def _verdict(model_dir: str, key: str, path: str) -> tuple[str, float] | None:
     array = image_array(path)
     if array is None:
         return None
-    probs = _predictor(model_dir, mtime).predict_one(array)
+    probs = _predictor(model_dir, key).predict_one(array)
     classes = read_card(Path(model_dir)).classes
     best = int(np.argmax(probs))
     return classes[best], float(probs[best])
 
 
 def model_verdict(model_dir: Path | None, path: str) -> tuple[str, float] | None:
-    """The model's predicted class and confidence for one image (cached), or None without a model."""
+    """The model's predicted class and confidence for one image (cached per model version), or None without one."""
     if model_dir is None:
         return None
-    return _verdict(str(model_dir), _mtime(model_dir), path)
+    return _verdict(str(model_dir), model_key(model_dir), path)
 
 
 @st.cache_data(max_entries=256, show_spinner=False)
-def _gradcam(model_dir: str, mtime: float, path: str, target: int | None) -> np.ndarray | None:
-
+def _gradcam(model_dir: str, key: str, path: str, target: int | None) -> np.ndarray | None:
     array = image_array(path)
     if array is None:
         return None
@@ -197,7 +154,23 @@ def gradcam_overlay(model_dir: Path, path: str, target_class: str | None = None)
     """Grad-CAM overlay (uint8 RGB) of the model's predicted class, or of ``target_class`` when given."""
     classes = read_card(model_dir).classes
     target = classes.index(target_class) if target_class in classes else None
-    return _gradcam(str(model_dir), _mtime(model_dir), path, target)
+    return _gradcam(str(model_dir), model_key(model_dir), path, target)
+
+
+def prepare_feedback(model_dir: Path | None, path: str, with_gradcam: bool) -> None:
+    """Compute (into the caches) what the feedback on ``path`` will show, while the student looks at the image.
+
+    Called at the very end of the page, after the question is drawn: the browser already shows it, and the
+    answer's feedback then needs no model call (the first one of a model costs seconds of graph tracing).
+    """
+    if model_dir is None:
+        return
+    try:
+        model_verdict(model_dir, path)
+        if with_gradcam:
+            gradcam_overlay(model_dir, path)
+    except Exception:  # noqa: BLE001 - best effort: the feedback itself reports a broken model
+        return
 
 
 def show_model_verdict(model_dir: Path | None, path: str, truth: str | None = None, width: int | None = 300) -> None:
@@ -222,76 +195,25 @@ def show_model_verdict(model_dir: Path | None, path: str, truth: str | None = No
         st.image(heat, width=width or "stretch", caption="Grad-CAM: where the model looked (red = most important)")
 
 
-# ---------------------------------------------------------------- pool predictions (background job)
+# ---------------------------------------------------------------- pool predictions (a job)
 
 
-def _pool_job(model: Any, card: Any, questions: list[Question], out_path: Path) -> None:
-
-    progress_path = out_path.with_suffix(".progress.json")
-    started = time.time()
-
-    def report(done: int, total: int) -> None:
-        progress_path.write_text(json.dumps({"done": done, "total": total, "started": started}))
-
-    try:
-        predictor = Predictor(model, card.input_size)
-        report(0, len(questions))
-        table = predict_pool(predictor.predict, questions, card.classes, card.input_size, progress=report)
-        tmp = out_path.with_suffix(".tmp")
-        table.to_csv(tmp, index=False)
-        tmp.replace(out_path)
-    except Exception as exc:  # noqa: BLE001 - the page shows the failure instead of a silent dead thread
-        progress_path.write_text(json.dumps({"error": f"{type(exc).__name__}: {exc}"}))
-
-
-def pool_predictions(model_info: tuple[Path, Any, Any], dataset: Dataset) -> pd.DataFrame | None:
-    """The model's predictions over the quiz pool, computed once in the background and cached on disk.
-
-    Returns the table when ready; otherwise starts (or keeps) the job and shows its progress.
-    """
-    model_dir, model, card = model_info
-    settings = get_settings()
-    out_path = pool_cache_path(settings.cache_dir, model_dir, dataset.fingerprint())
-    if out_path.exists():
-        try:
-            return pd.read_csv(out_path)
-        except (OSError, pd.errors.ParserError, pd.errors.EmptyDataError):
-            out_path.unlink(missing_ok=True)
-    out_path.parent.mkdir(parents=True, exist_ok=True)
-    known = [q for q in quiz_pool(dataset.frame, CHALLENGE_POOL_SIZE) if q.label in card.classes]
-    if not known:
+def pool_predictions_view(model_info: tuple[Path, Any, Any], dataset: Dataset) -> pd.DataFrame | None:
+    """The model's verdicts on the quiz pool when computed; otherwise start (or follow) their job and say so."""
+    model_dir, _, card = model_info
+    if len(pool_dataset(dataset, card.classes)) == 0:
         st.warning(f"None of this dataset's classes are among the model's classes ({', '.join(card.classes)}).")
         return None
-    with _JOBS_LOCK:
-        job = _JOBS.get(str(out_path))
-        if job is None or not job.is_alive():
-            progress = out_path.with_suffix(".progress.json")
-            progress.unlink(missing_ok=True)
-            job = threading.Thread(target=_pool_job, args=(model, card, known, out_path), daemon=True)
-            _JOBS[str(out_path)] = job
-            job.start()
-    _pool_progress(str(out_path))
-    return None
-
-
-@st.fragment(run_every=1.5)
-def _pool_progress(out_path: str) -> None:
-    path = Path(out_path)
-    if path.exists():
-        st.rerun(scope="app")
+    table = pool_predictions(model_dir, dataset)
+    if table is not None:
+        return table
     try:
-        state = json.loads(path.with_suffix(".progress.json").read_text())
-    except (OSError, ValueError):
-        state = {}
-    if "error" in state:
-        st.error(f"The model could not go through the images: {state['error']}")
-        return
-    done, total = state.get("done", 0), state.get("total", 0)
-    eta = ""
-    if done and total:
-        elapsed = time.time() - state["started"]
-        eta = f", about {elapsed / done * (total - done):.0f} s left"
-    st.progress(done / total if total else 0.0, text=f"The model is going through {total or '…'} images{eta}.")
+        job = start_pool_predictions(model_dir, get_settings().data_dir or dataset.root, dataset)
+    except (JobError, ValueError) as exc:
+        st.error(f"The model could not go through the images: {exc}")
+        return None
+    job_status(job.id, "quiz_pool")
+    return None
 
 
 # ---------------------------------------------------------------- instructor secret
@@ -445,6 +367,17 @@ def signed_in_student() -> dict[str, Any] | None:
     return st.session_state.get("quiz_student")
 
 
+def quiz_session(dataset: Dataset) -> QuizSession | None:
+    """The signed-in student's quiz session (its per-tab state lives in this browser session), or None."""
+    student = signed_in_student()
+    if student is None:
+        return None
+    data = st.session_state.setdefault(SESSION_KEY, {})
+    return QuizSession(
+        quiz_store(), Student(student["id"], student["name"]), quiz_pool(dataset.frame), dataset.classes, data
+    )
+
+
 def sign_in_form() -> None:
     """Ask for a display name (no password), validate it and remember the student in the session."""
     with st.form("quiz_sign_in"):
@@ -469,6 +402,7 @@ def sign_out() -> None:
 
 
 def start_quiz(
+    session: QuizSession,
     mode: str,
     dataset: Dataset,
     model_info: tuple[Path, Any, Any] | None,
@@ -476,97 +410,42 @@ def start_quiz(
     time_limit_min: float = 0.0,
     code: str = "",
 ) -> bool:
-    """Create the attempt for the chosen mode; show a clear message and return False when it cannot start."""
-    import secrets as pysecrets
-
-    store = quiz_store()
-    student = signed_in_student()
-    if student is None:
-        return False
-    model_name = str(model_info[0]) if model_info else None
+    """Start the chosen mode; show a clear message and return False when it cannot start."""
+    predictions = None
+    if mode == "challenge":
+        if model_info is None:
+            st.warning("Challenge mode needs a trained model: no model yet.")
+            return False
+        predictions = pool_predictions_view(model_info, dataset)
+        if predictions is None:
+            return False
     try:
-        if mode == "practice":
-            attempt = store.start_attempt(student["id"], "practice", model_name=model_name)
-        elif mode == "exam":
-            questions = sample_balanced(quiz_pool(dataset.frame), int(n_questions), seed=pysecrets.randbelow(2**31))
-            limit = float(time_limit_min) * 60 or None
-            attempt = store.start_attempt(student["id"], "exam", questions, time_limit_s=limit, model_name=model_name)
-        elif mode == "challenge":
-            if model_info is None:
-                st.warning("Challenge mode needs a trained model: no model yet.")
-                return False
-            predictions = pool_predictions(model_info, dataset)
-            if predictions is None:
-                return False
-            questions = challenge_questions(predictions, int(n_questions))
-            attempt = store.start_attempt(student["id"], "challenge", questions, model_name=model_name)
-        else:
-            quiz_set = store.get_quiz_set(code)
-            attempt = store.start_attempt(
-                student["id"], "exam", quiz_set.items, quiz_code=quiz_set.code, model_name=model_name
-            )
+        session.start(
+            mode,
+            n_questions,
+            time_limit_min,
+            code,
+            model_name=str(model_info[0]) if model_info else None,
+            predictions=predictions,
+        )
     except QuizError as exc:
         st.error(str(exc))
         return False
-    st.session_state["quiz_attempt"] = attempt.id
-    st.session_state.pop("quiz_feedback", None)
-    st.session_state.pop("quiz_current", None)
     return True
 
 
-def next_practice_question(attempt_id: int, index: int, dataset: Dataset, student_id: int) -> Question:
-    """The practice question for ``index``: due Leitner reviews first, otherwise weak classes more often."""
-    current = st.session_state.get("quiz_current")
-    if current and current["attempt"] == attempt_id and current["index"] == index:
-        return Question(current["path"], current["label"])
-    store = quiz_store()
-    weights = class_weights(store.class_history(student_id), dataset.classes)
-    avoid = [current["path"]] if current else []
-    question, reason = pick_next_question(
-        quiz_pool(dataset.frame),
-        store.cards(student_id),
-        store.student_step(student_id),
-        weights,
-        np.random.default_rng(),
-        avoid=avoid,
-    )
-    st.session_state["quiz_current"] = {
-        "attempt": attempt_id,
-        "index": index,
-        "path": question.path,
-        "label": question.label,
-        "reason": reason,
-    }
-    return question
-
-
-def mark_shown(attempt_id: int, index: int) -> None:
-    """Remember when a question was first shown (for time per question)."""
-    shown = st.session_state.setdefault("quiz_shown_at", {})
-    shown.setdefault(f"{attempt_id}:{index}", time.time())
-
-
-def submit_answer(
-    attempt_id: int, index: int, question: Question, choice: str, model_dir: Path | None
-) -> Answer | None:
+def submit_answer(session: QuizSession, choice: str, model_dir: Path | None) -> Answer | None:
     """Store one answer at once (with the model's verdict when there is a model); messages for bad submissions."""
-    shown = st.session_state.get("quiz_shown_at", {}).get(f"{attempt_id}:{index}")
-    seconds = time.time() - shown if shown else None
+    now = time.time()
+    state = session.state(now)
     verdict = None
+    if state.question is not None:
+        try:
+            verdict = model_verdict(model_dir, state.question.path)
+        except Exception:  # noqa: BLE001 - the answer is stored even if the model fails
+            verdict = None
     try:
-        verdict = model_verdict(model_dir, question.path)
-    except Exception:  # noqa: BLE001 - the answer is stored even if the model fails
-        verdict = None
-    try:
-        return quiz_store().record_answer(
-            attempt_id,
-            index,
-            question,
-            choice,
-            seconds,
-            model_pred=verdict[0] if verdict else None,
-            model_conf=verdict[1] if verdict else None,
-        )
+        return session.submit(choice, now, verdict)
     except AlreadyAnsweredError as exc:
         st.warning(str(exc))
     except QuizError as exc:

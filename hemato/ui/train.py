@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -12,19 +11,22 @@ import streamlit as st
 
 from hemato.config import get_settings
 from hemato.data.datasets import DatasetError
+from hemato.jobs import JobError, format_eta
 from hemato.training.runs import (
     ACTIVE_STATES,
     Run,
     RunError,
     get_run,
     list_runs,
-    read_status,
-    request_stop,
+    refresh_run,
     run_batches,
     run_history,
+    run_job,
+    run_metrics,
     submit_run,
 )
 from hemato.training.train import TrainConfig
+from hemato.ui.jobs import job_status
 from hemato.vision.augment import PRESETS
 from hemato.vision.models import BACKBONES, local_weights_path
 
@@ -113,12 +115,12 @@ def start(config: TrainConfig) -> None:
     try:
         busy = [r for r in list_runs() if r.status in ACTIVE_STATES]
         run = submit_run(config)
-    except (DatasetError, RunError, OSError, ValueError) as exc:
+    except (DatasetError, RunError, JobError, OSError, ValueError) as exc:
         st.error(f"Training not started: {exc}")
         return
     st.session_state[WATCH_KEY] = run.id
     if busy:
-        st.info(f"Run {run.id} is queued: it starts when run {busy[0].id} finishes.")
+        st.info(f"Run {run.id} is queued: it starts when run {busy[0].id} (and any other heavy job) finishes.")
     else:
         st.success(f"Run {run.id} started in the background. You can leave this page; it keeps training.")
 
@@ -161,46 +163,39 @@ def _global_epoch(frame: pd.DataFrame) -> pd.Series:
     return pd.Series(offsets)
 
 
-def _fmt_eta(seconds: Any) -> str:
-    if not isinstance(seconds, int | float) or seconds < 0:
-        return "estimating…"
-    minutes, secs = divmod(int(seconds), 60)
-    return f"{minutes} min {secs:02d} s" if minutes else f"{secs} s"
-
-
 def status_panel(run: Run, where: str) -> None:
-    """Phase, progress with ETA and images/s, messages and the Stop button for one run."""
-    status = read_status(run.path)
+    """One run: live progress, curves and the Stop button while it trains; its outcome afterwards."""
+    run = refresh_run(run)
     state = run.status
     st.markdown(f"**Run {run.id}** · {BACKBONES[run.backbone].label} · {STATE_ICONS.get(state, '')} {state}")
-    if state in ACTIVE_STATES:
-        steps, step = status.get("steps") or 0, status.get("step") or 0
-        fraction = min(1.0, step / steps) if steps else 0.0
-        rate = status.get("images_per_s")
-        detail = f" · {rate:.0f} images/s" if rate else ""
-        epoch = f" · epoch {status['epoch']}/{status['epochs']}" if status.get("epochs") else ""
-        st.progress(
-            fraction, text=f"{status.get('phase', 'starting')}{epoch} · ETA {_fmt_eta(status.get('eta_s'))}{detail}"
+    current = run_job(run)
+    if current is not None and current.active:
+        job_status(
+            current.id,
+            f"train_{where}",
+            cancel_label="Stop",
+            cancel_help="Ends the run after the current batch; keeps the best model",
+            body=lambda _job: st.plotly_chart(curves_figure([run]), key=f"curves_{where}_{run.id}"),
         )
-        if st.button("Stop", key=f"stop_{run.id}", help="Ends the run after the current batch; keeps the best model"):
-            request_stop(run.id)
-            st.toast("Stopping after the current batch…")
-    elif state == "failed":
-        st.error(run.message or status.get("message") or "The run failed; see log.txt in the run folder.")
-    else:
-        metrics = status.get("metrics", {})
-        parts = [f"duration {_fmt_eta(status.get('duration_s'))}"]
+        return
+    if state == "failed":
+        st.error(run.message or "The run failed.")
+        if current is not None and current.log_path:
+            st.caption(f"Details for whoever runs the app: `{current.log_path}`")
+    elif state in ("done", "stopped"):
+        metrics = run_metrics(run)
+        parts = [f"duration {format_eta(run.duration_s)}"] if run.duration_s else []
         if metrics.get("val_accuracy") is not None:
             parts.append(f"val accuracy {metrics['val_accuracy']:.2%}")
         if metrics.get("test_accuracy") is not None:
             parts.append(f"test accuracy {metrics['test_accuracy']:.2%} · macro-F1 {metrics['test_macro_f1']:.3f}")
-        st.success(f"Finished ({state}): " + " · ".join(parts) + f". Model saved in `{run.path}`.")
+        where_saved = f" Model saved in `{run.path}`." if metrics else f" {run.message}"
+        st.success(f"Finished ({state}): " + " · ".join(parts) + "." + where_saved)
     st.plotly_chart(curves_figure([run]), key=f"curves_{where}_{run.id}")
 
 
-@st.fragment(run_every=2)
 def live_panel() -> None:
-    """The watched (or currently active) run, refreshed every 2 s without rerunning the page."""
+    """The watched (or currently active, else latest) run, live while it trains."""
     runs = list_runs()
     watched = st.session_state.get(WATCH_KEY)
     run = next((r for r in runs if r.id == watched), None)
@@ -211,7 +206,7 @@ def live_panel() -> None:
         return
     queued = [r for r in runs if r.status == "queued" and r.id != run.id]
     if queued:
-        st.caption(f"{len(queued)} more run(s) queued; one job trains at a time.")
+        st.caption(f"{len(queued)} more run(s) queued; heavy jobs (training, evaluation) run one at a time.")
     status_panel(run, "live")
 
 

@@ -10,6 +10,9 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from hemato.data.explore import load_frame
+from hemato.files import atomic_path
+from hemato.jobs import JobContext, job
 from hemato.vision.features import cached_features
 
 ProgressFn = Callable[[int, int], None]
@@ -117,9 +120,24 @@ def compute_embedding(
     features, _ = cached_features(EMBED_BACKBONE, EMBED_SIZE, frame["path"].tolist(), cache_dir, weights_dir, progress)
     coords, explained = project(features, method)
     target = embedding_path(cache_dir, embedding_key(frame["path"].tolist()), method)
-    target.parent.mkdir(parents=True, exist_ok=True)
-    np.savez(target.with_suffix(".tmp.npz"), coords=coords, explained=np.array(explained))
-    target.with_suffix(".tmp.npz").replace(target)
+    with atomic_path(target) as tmp:
+        np.savez(tmp, coords=coords, explained=np.array(explained))
     embedding = load_embedding(frame, cache_dir, method)
     assert embedding is not None
     return embedding
+
+
+@job("explore_embedding", heavy=True, label="Embedding map")
+def embedding_job(
+    ctx: JobContext, frame_path: str, cache_dir: str, weights_dir: str | None, method: str
+) -> dict[str, object]:
+    """The ``explore_embedding`` job: :func:`compute_embedding` of a saved sample frame."""
+
+    def progress(done: int, total: int) -> None:
+        ctx.progress(done, total, "images", "extracting MobileNetV2 features")
+        ctx.check_cancel()
+
+    frame = load_frame(frame_path)
+    embedding = compute_embedding(frame, Path(cache_dir), Path(weights_dir) if weights_dir else None, method, progress)
+    ctx.result_path = str(embedding_path(Path(cache_dir), embedding_key(frame["path"].tolist()), method))
+    return {"images": len(embedding.paths), "method": method}

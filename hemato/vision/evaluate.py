@@ -1,4 +1,4 @@
-"""Model evaluation: batched prediction, metrics, calibration, an on-disk result cache and background jobs.
+"""Model evaluation: batched prediction, metrics, calibration, an on-disk result cache and the ``evaluate`` job.
 
 A result is a plain JSON-able dict (what the CLI prints and the Evaluate page draws): headline metrics,
 per-class precision/recall/F1, the confusion matrix, calibration (15-bin ECE and reliability bins), the
@@ -7,26 +7,22 @@ images skipped because the model does not know their label, and one row per imag
 
 from __future__ import annotations
 
-import fcntl
 import hashlib
 import json
-import os
-import subprocess
-import sys
-import threading
 import time
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
-from contextlib import contextmanager
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from hemato.config import PROJECT_ROOT, get_settings
+from hemato import jobs
+from hemato.config import get_settings
 from hemato.data.datasets import Dataset, discover_dataset
 from hemato.data.imaging import ImageError, load_array
+from hemato.files import atomic_write
 from hemato.vision.features import extract_features
 from hemato.vision.metrics import compute_metrics
 from hemato.vision.models import MODEL_FILE, compiled_forward, load_model, model_key, read_card
@@ -94,9 +90,6 @@ def predict_paths(
     return probs, unreadable
 
 
-# --------------------------------------------------------------------------------------------- metrics
-
-
 # --------------------------------------------------------------------------------------------- datasets
 
 
@@ -141,11 +134,7 @@ def load_result(cache_dir: Path, key: str) -> dict[str, Any] | None:
 
 
 def _save_result(cache_dir: Path, key: str, result: dict[str, Any]) -> None:
-    target = result_path(cache_dir, key)
-    target.parent.mkdir(parents=True, exist_ok=True)
-    tmp = target.with_suffix(f".{threading.get_ident()}.tmp")
-    tmp.write_text(json.dumps(result))
-    tmp.replace(target)
+    atomic_write(result_path(cache_dir, key), json.dumps(result))
 
 
 # --------------------------------------------------------------------------------------------- evaluation
@@ -221,10 +210,45 @@ def evaluate_model(
         ModelLoadError: The model cannot be loaded.
         ValueError: No image of the data has a label the model knows.
     """
+    request = EvaluationRequest(Path(model_dir), Path(data_path), Path(split_csv) if split_csv else None, split)
+    dataset, split_used, _ = request.resolve()
+    return evaluate_dataset(model_dir, dataset, split_used, data_path, cache_dir, progress, model, batch_size, refresh)
+
+
+def evaluate_dataset(
+    model_dir: str | Path,
+    dataset: Dataset,
+    split_used: str | None,
+    data_path: str | Path,
+    cache_dir: Path | None = None,
+    progress: ProgressFn | None = None,
+    model: keras.Model | None = None,
+    batch_size: int = BATCH_SIZE,
+    refresh: bool = False,
+) -> dict[str, Any]:
+    """Evaluate a saved model on the rows of ``dataset`` (a split or any subset), with the on-disk result cache.
+
+    Args:
+        model_dir: Folder with ``model.keras`` and its card.
+        dataset: The rows to score (cached under their fingerprint and ``split_used``).
+        split_used: What the rows are, for the cache key and the report (``test``, ``None`` for all, ...).
+        data_path: The dataset folder or manifest they come from (for the report).
+        cache_dir: Cache folder (default: the settings' cache folder).
+        progress: Called with (images done, total).
+        model: The already loaded model (it must be the file in ``model_dir``); loaded when omitted.
+        batch_size: Images per batch.
+        refresh: Recompute even when a cached result exists.
+
+    Returns:
+        As :func:`evaluate_model`.
+
+    Raises:
+        ModelLoadError: The model cannot be loaded.
+        ValueError: No image of the data has a label the model knows.
+    """
     model_dir = Path(model_dir)
     cache_dir = Path(cache_dir) if cache_dir else get_settings().cache_dir
-    request = EvaluationRequest(model_dir, Path(data_path), Path(split_csv) if split_csv else None, split)
-    dataset, split_used, key = request.resolve()
+    key = evaluation_key(model_dir, dataset, split_used)
     cached = None if refresh else load_result(cache_dir, key)
     if cached is not None:
         if progress:
@@ -280,213 +304,54 @@ def summary(result: dict[str, Any]) -> dict[str, Any]:
     return {k: v for k, v in result.items() if k != "rows"}
 
 
-# --------------------------------------------------------------------------------------------- background jobs
+# --------------------------------------------------------------------------------------------- the job
 #
-# An evaluation runs in its own process (``python -m hemato evaluate ... --progress-file``), not in a thread of
-# the Streamlit server: after every script run (so every second while a page polls) Streamlit calls
-# ``gc.collect(2)`` and ``keras.backend.clear_session()``, which hold the GIL for ~0.8 s once Keras is loaded and
-# starved a thread-based job 30-fold. The process writes its progress to a JSON file that any tab can read.
+# An evaluation runs on the job worker (hemato.jobs, a heavy job), never in a thread of the Streamlit server:
+# after every script run Streamlit calls gc.collect(2) and keras.backend.clear_session(), which hold the GIL for
+# ~0.8 s once Keras is loaded and starved a thread-based evaluation 30-fold.
 
 
-def progress_path(cache_dir: Path, key: str) -> Path:
-    """The progress file of the evaluation job for ``key``."""
-    return Path(cache_dir) / "evaluations" / f"{key}.progress.json"
+@jobs.job("evaluate", heavy=True, label="Evaluating")
+def evaluate_job(
+    ctx: jobs.JobContext,
+    model_dir: str,
+    data_path: str,
+    split_csv: str | None = None,
+    split: str | None = AUTO_SPLIT,
+    cache_dir: str | None = None,
+) -> dict[str, Any]:
+    """The ``evaluate`` job: :func:`evaluate_model` with progress and cancellation; the result file is its output."""
+
+    def progress(done: int, total: int) -> None:
+        ctx.progress(done, total, "images", "predicting")
+        ctx.check_cancel()
+
+    ctx.set_phase("loading the model and images")
+    result = evaluate_model(model_dir, data_path, split_csv, split, Path(cache_dir) if cache_dir else None, progress)
+    ctx.result_path = str(result_path(Path(cache_dir) if cache_dir else get_settings().cache_dir, result["key"]))
+    return {"key": result["key"], "n": result["n"], "accuracy": result["accuracy"], "cached": result["cached"]}
 
 
-def write_progress(path: Path, **fields: Any) -> None:
-    """Atomically merge ``fields`` into the progress file."""
-    state = read_progress(path) or {}
-    state.update(fields, updated=time.time())
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_suffix(f".{os.getpid()}.tmp")
-    tmp.write_text(json.dumps(state))
-    tmp.replace(path)
-
-
-def read_progress(path: Path) -> dict[str, Any] | None:
-    """The progress file's content, or None when absent or half-written."""
-    try:
-        return json.loads(Path(path).read_text())
-    except (OSError, json.JSONDecodeError):
-        return None
-
-
-@contextmanager
-def _one_at_a_time(cache_dir: Path) -> Iterator[None]:
-    # Two evaluations would only share the same two cores and both finish later: queue them on a file lock.
-    lock_path = Path(cache_dir) / "evaluations" / ".lock"
-    lock_path.parent.mkdir(parents=True, exist_ok=True)
-    with lock_path.open("w") as handle:
-        fcntl.flock(handle, fcntl.LOCK_EX)
-        try:
-            yield
-        finally:
-            fcntl.flock(handle, fcntl.LOCK_UN)
-
-
-def run_job(request: EvaluationRequest, cache_dir: Path, progress_file: Path) -> dict[str, Any]:
-    """Body of a background evaluation: waits its turn, evaluates, and records progress and outcome in a file.
-
-    Raises:
-        Whatever :func:`evaluate_model` raises, after recording it in the progress file as ``failed``.
-    """
-    write_progress(progress_file, status="queued", pid=os.getpid(), done=0, total=0, error="", started=None)
-    with _one_at_a_time(cache_dir):
-        write_progress(progress_file, status="running", phase="loading the model and images")
-        started: list[float] = []
-
-        def progress(done: int, total: int) -> None:
-            if not started:
-                started.append(time.time())
-            write_progress(progress_file, done=done, total=total, started=started[0], phase="predicting")
-
-        try:
-            result = evaluate_model(
-                request.model_dir, request.data_path, request.split_csv, request.split, cache_dir, progress
-            )
-        except Exception as exc:
-            write_progress(progress_file, status="failed", error=f"{type(exc).__name__}: {exc}")
-            raise
-        write_progress(progress_file, status="done", done=result["n"], total=result["n"])
-        return result
-
-
-@dataclass(frozen=True)
-class JobState:
-    """A snapshot of a background evaluation."""
-
-    status: str  # queued → running → done | failed
-    done: int = 0
-    total: int = 0
-    started: float | None = None
-    error: str = ""
-
-    @property
-    def finished(self) -> bool:
-        """True once the job is done or failed."""
-        return self.status in ("done", "failed")
-
-    @property
-    def fraction(self) -> float:
-        """Share of images predicted, in [0, 1]."""
-        return min(1.0, self.done / self.total) if self.total else 0.0
-
-    def eta(self) -> float | None:
-        """Seconds left, extrapolated from the images done so far (None before the first batch)."""
-        if self.started is None or self.done == 0 or self.total == 0:
-            return None
-        return (time.time() - self.started) / self.done * (self.total - self.done)
-
-
-def _pid_alive(pid: int | None) -> bool:
-    if not pid:
-        return False
-    try:
-        os.kill(int(pid), 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
-
-
-@dataclass
-class EvaluationJob:
-    """An evaluation running in a background process; :meth:`poll` reads its progress file."""
-
-    key: str
-    request: EvaluationRequest
-    cache_dir: Path
-    process: subprocess.Popen | None = field(default=None, repr=False)
-
-    @property
-    def progress_file(self) -> Path:
-        """Where the process records its progress."""
-        return progress_path(self.cache_dir, self.key)
-
-    def poll(self) -> JobState:
-        """The current state; a process that died without saying so is reported as failed."""
-        exit_code = self.process.poll() if self.process is not None else None  # also reaps a finished child
-        if load_result(self.cache_dir, self.key) is not None:
-            return JobState("done", 1, 1)
-        state = read_progress(self.progress_file) or {"status": "queued"}
-        status = state.get("status", "queued")
-        if status in ("queued", "running"):
-            gone = exit_code is not None if self.process is not None else not _pid_alive(state.get("pid"))
-            if gone and (self.process is not None or state.get("pid")):
-                code = f" (exit code {exit_code})" if exit_code is not None else ""
-                return JobState("failed", error=f"The evaluation process stopped unexpectedly{code}.")
-        return JobState(
-            status, int(state.get("done", 0)), int(state.get("total", 0)), state.get("started"), state.get("error", "")
-        )
-
-    def result(self) -> dict[str, Any] | None:
-        """The stored result once done."""
-        return load_result(self.cache_dir, self.key)
-
-    def wait(self, timeout: float = 600.0, interval: float = 0.5) -> JobState:
-        """Block until the job finishes or ``timeout`` seconds pass (for tests and scripts); return its state."""
-        deadline = time.monotonic() + timeout
-        state = self.poll()
-        while not state.finished and time.monotonic() < deadline:
-            time.sleep(interval)
-            state = self.poll()
-        return state
-
-
-_JOBS: dict[str, EvaluationJob] = {}
-_JOBS_LOCK = threading.Lock()
-
-
-def _spawn(request: EvaluationRequest, cache_dir: Path, progress_file: Path) -> subprocess.Popen:
-
-    cmd = [sys.executable, "-m", "hemato", "evaluate", "--model", str(request.model_dir)]
-    cmd += ["--data", str(request.data_path), "--split", request.split or "all"]
-    cmd += ["--cache-dir", str(cache_dir), "--progress-file", str(progress_file)]
-    if request.split_csv is not None:
-        cmd += ["--split-csv", str(request.split_csv)]
-    env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": os.environ.get("TF_CPP_MIN_LOG_LEVEL", "2")}
-    log = progress_file.with_suffix(".log")
-    log.parent.mkdir(parents=True, exist_ok=True)
-    with log.open("w") as out:
-        return subprocess.Popen(
-            cmd, cwd=PROJECT_ROOT, env=env, stdout=subprocess.DEVNULL, stderr=out, start_new_session=True
-        )
-
-
-def start_evaluation(request: EvaluationRequest, cache_dir: Path) -> EvaluationJob:
-    """Start (or join) the background evaluation of ``request``.
-
-    Args:
-        request: Model, data and split.
-        cache_dir: Result cache folder (the settings' ``cache_dir``).
+def start_evaluation(request: EvaluationRequest, cache_dir: Path | None = None) -> jobs.Job:
+    """Queue (or join) the evaluation of ``request`` on the job worker.
 
     Returns:
-        The job: the same one for every caller asking for the same (model file, data, split) while it runs;
-        already done when a cached result exists.
+        The same job for every caller asking for the same (model file, data, split) while it is queued or running;
+        a new one when a finished job's result has gone from the cache.
     """
-    _, _, key = request.resolve()
-    cache_dir = Path(cache_dir)
-    with _JOBS_LOCK:
-        job = _JOBS.get(key)
-        if job is not None and job.poll().status != "failed":
-            return job
-        job = EvaluationJob(key, request, cache_dir)
-        progress_file = job.progress_file
-        previous = read_progress(progress_file)
-        attach = previous and previous.get("status") in ("queued", "running") and _pid_alive(previous.get("pid"))
-        if load_result(cache_dir, key) is None and not attach:
-            write_progress(progress_file, status="queued", done=0, total=0, error="", pid=None, started=None)
-            job.process = _spawn(request, cache_dir, progress_file)
-            write_progress(progress_file, pid=job.process.pid)
-        _JOBS[key] = job
-        return job
+    _, split, key = request.resolve()
+    cache_dir = Path(cache_dir) if cache_dir else get_settings().cache_dir
+    params = {
+        "model_dir": str(Path(request.model_dir).resolve()),
+        "data_path": str(Path(request.data_path).resolve()),
+        "split_csv": str(request.split_csv) if request.split_csv else None,
+        "split": request.split,
+        "cache_dir": str(cache_dir),
+    }
+    label = f"Evaluating {Path(request.model_dir).name} on {Path(request.data_path).name} ({split or 'all images'})"
+    return jobs.submit("evaluate", params, key=key, label=label, force=load_result(cache_dir, key) is None)
 
 
-def get_job(key: str) -> EvaluationJob | None:
-    """The job started for ``key`` in this process, if any."""
-    with _JOBS_LOCK:
-        return _JOBS.get(key)
-
-
-# --------------------------------------------------------------------------------------------- data choices
+def evaluation_job(key: str) -> jobs.Job | None:
+    """The evaluation job of cache key ``key`` (live, else the latest failed one), if any."""
+    return jobs.find("evaluate", key)

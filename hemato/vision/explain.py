@@ -11,19 +11,23 @@ import contextlib
 import functools
 import io
 from collections.abc import Callable
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
 from PIL import Image
 from plotly.colors import sample_colorscale, unlabel_rgb
 
-from hemato.data.imaging import resize_image
+from hemato import jobs
+from hemato.data.imaging import load_array, resize_image
+from hemato.files import atomic_path
 from hemato.vision.models import (
     _model_cache,
     cam_layers,
     compiled_forward,
     last_conv_layer,
     layer_model,
+    load_model_once,
     model_input_size,
 )
 
@@ -230,6 +234,44 @@ def explain_all(
         if progress is not None:
             progress(i + 1, len(chosen), METHODS[method])
     return maps
+
+
+def saliency_file(out_dir: Path, method: str) -> Path:
+    """Where the ``saliency`` job stores one method's heatmap (a float32 ``.npy``)."""
+    return Path(out_dir) / f"{method}.npy"
+
+
+def stored_heatmaps(out_dir: Path, methods: list[str]) -> dict[str, np.ndarray] | None:
+    """The heatmaps of every method in ``methods`` stored in ``out_dir``, or None while any is missing."""
+    files = [saliency_file(out_dir, m) for m in methods]
+    if not all(f.is_file() for f in files):
+        return None
+    return {m: np.load(f) for m, f in zip(methods, files, strict=True)}
+
+
+@jobs.job("saliency", label="Saliency maps")
+def saliency_job(
+    ctx: jobs.JobContext,
+    model_dir: str,
+    image_path: str,
+    methods: list[str],
+    out_dir: str,
+    target_class: int | None = None,
+    layer: str | None = None,
+) -> dict[str, Any]:
+    """The ``saliency`` job: slow (or all) methods' heatmaps of one image, one ``.npy`` per method in ``out_dir``."""
+    ctx.set_phase("loading the model")
+    model, _ = load_model_once(Path(model_dir))
+    image = load_array(image_path)
+    for i, method in enumerate(methods):
+        ctx.progress(i, len(methods), "maps", f"computing {METHODS.get(method, method)}")
+        heatmap = explain(model, image, method, target_class, layer)
+        with atomic_path(saliency_file(Path(out_dir), method)) as tmp:
+            np.save(tmp, heatmap)
+        ctx.check_cancel()
+    ctx.progress(len(methods), len(methods), "maps", "finished")
+    ctx.result_path = out_dir
+    return {"methods": methods}
 
 
 # Colour maps offered for heatmaps, by the name shown to users and plotly's colour scale (sampled to a 256-entry table).

@@ -4,17 +4,15 @@ from __future__ import annotations
 
 import contextlib
 import io
-import subprocess
-import sys
-import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from hemato.config import PROJECT_ROOT
-from hemato.vision.models import model_key
+from hemato import jobs
+from hemato.files import atomic_path
+from hemato.vision.models import load_model, model_key
 from hemato.vision.predict import Predictor, TFLitePredictor
 
 if TYPE_CHECKING:
@@ -34,13 +32,10 @@ def export_tflite(model: keras.Model, out_path: Path) -> Path:
 
     size = int(model.input_shape[1])
     out_path = Path(out_path)
-    out_path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = out_path.with_name(f".{out_path.stem}.tmp.tflite")
     # Keras' own LiteRT export; a hand-made concrete function lost the variables here (NaN outputs).
     spec = tf.TensorSpec((1, size, size, 3), tf.float32, name="image")
-    with contextlib.redirect_stdout(io.StringIO()):
+    with atomic_path(out_path) as tmp, contextlib.redirect_stdout(io.StringIO()):
         model.export(str(tmp), format="litert", input_signature=[spec], verbose=False)
-    tmp.replace(out_path)
     return out_path
 
 
@@ -74,19 +69,27 @@ def tflite_cache_path(cache_dir: Path, model_dir: Path) -> Path:
     return Path(cache_dir) / "tflite" / f"{model_key(model_dir)}.tflite"
 
 
-def start_tflite_export(model_dir: Path, out_path: Path) -> bool:
-    """Export ``model_dir`` to ``out_path`` in a separate process unless done or under way; True if started.
+@jobs.job("tflite_export", label="TFLite export")
+def tflite_export_job(ctx: jobs.JobContext, model_dir: str, out: str) -> dict[str, Any]:
+    """The ``tflite_export`` job: convert a saved model to TFLite at ``out`` (light: it never waits for training)."""
+    ctx.set_phase("loading the model")
+    model, _ = load_model(Path(model_dir))
+    ctx.set_phase("converting to TFLite")
+    path = export_tflite(model, Path(out))
+    ctx.result_path = str(path)
+    return {"bytes": path.stat().st_size}
 
-    A separate process keeps the export (~15 s) off the app's shared, read-only model and its threads.
+
+def start_tflite_export(model_dir: Path, out_path: Path) -> jobs.Job:
+    """Export ``model_dir`` to ``out_path`` on the job worker, once per model version; return the job.
+
+    A failed export stays failed for that model version (it is not retried on every page view); the app keeps
+    using the compiled Keras graph instead.
     """
-    out_path = Path(out_path)
-    marker = out_path.with_suffix(".exporting")
-    if out_path.exists() or (marker.exists() and time.time() - marker.stat().st_mtime < 300):
-        return False
-    out_path.parent.mkdir(parents=True, exist_ok=True)
-    marker.write_text(str(model_dir))
-    log = out_path.with_suffix(".log").open("w")
-    cmd = [sys.executable, "-m", "hemato", "export", "--model", str(model_dir), "--out", str(out_path)]
-
-    subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT, cwd=PROJECT_ROOT, start_new_session=True)
-    return True
+    key = model_key(model_dir)
+    previous = jobs.find("tflite_export", key)
+    if previous is not None and previous.state == "failed":
+        return previous
+    params = {"model_dir": str(model_dir), "out": str(out_path)}
+    label = f"Exporting {Path(model_dir).name} to TFLite"
+    return jobs.submit("tflite_export", params, key=key, label=label, force=not Path(out_path).exists())

@@ -15,6 +15,7 @@ from pathlib import Path
 import numpy as np
 
 from hemato.data.datasets import load_images
+from hemato.files import atomic_path
 from hemato.vision.models import build_model, compiled_forward, feature_extractor, local_weights_path
 
 ProgressFn = Callable[[int, int], None]
@@ -43,10 +44,8 @@ def _read_store(path: Path) -> tuple[list[str], np.ndarray | None]:
 
 
 def _write_store(path: Path, signatures: list[str], features: np.ndarray) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(path.stem + ".tmp.npz")
-    np.savez(tmp, signatures=np.array(signatures), features=features.astype(np.float32))
-    tmp.replace(path)
+    with atomic_path(path) as tmp:
+        np.savez(tmp, signatures=np.array(signatures), features=features.astype(np.float32))
 
 
 def extract_features(

@@ -7,6 +7,7 @@ layers → head. tf-keras-vis can explain any of its layers.
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import json
 import time
@@ -17,6 +18,8 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
+
+from hemato.files import atomic_path, atomic_write
 
 if TYPE_CHECKING:
     import keras
@@ -323,12 +326,9 @@ def save_model(model: keras.Model, card: ModelCard, out_dir: Path) -> Path:
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     card.versions = card.versions or software_versions()
-    tmp_model = out_dir / f".{MODEL_FILE}.tmp.keras"
-    model.save(tmp_model)
-    tmp_model.replace(out_dir / MODEL_FILE)
-    tmp_card = out_dir / f".{CARD_FILE}.tmp"
-    tmp_card.write_text(card.to_json())
-    tmp_card.replace(out_dir / CARD_FILE)
+    with atomic_path(out_dir / MODEL_FILE) as tmp_model:
+        model.save(tmp_model)
+    atomic_write(out_dir / CARD_FILE, card.to_json())
     return out_dir
 
 
@@ -365,6 +365,19 @@ def load_model(model_dir: Path) -> tuple[keras.Model, ModelCard]:
             "the file is corrupt or from an incompatible version. Retrain it or pick another model."
         ) from exc
     return model, card
+
+
+@functools.lru_cache(maxsize=2)
+def _load_model_version(model_dir: str, key: str) -> tuple[keras.Model, ModelCard]:
+    return load_model(Path(model_dir))
+
+
+def load_model_once(model_dir: Path) -> tuple[keras.Model, ModelCard]:
+    """:func:`load_model`, kept per model version in this process (job workers reuse it; at most two are kept).
+
+    The model is shared: never train or change it.
+    """
+    return _load_model_version(str(Path(model_dir).resolve()), model_key(model_dir))
 
 
 def list_models(models_dir: Path) -> list[tuple[Path, ModelCard | None]]:

@@ -1,18 +1,14 @@
 """Layer and neuron views: the layer list, strongest feature maps for an image, activation-maximisation jobs.
 
-Activation maximisation takes minutes on a CPU, so it runs as a background job (a thread) that writes its
-progress and results to a folder under ``settings.cache_dir``, keyed by the model file and the request: a
+Activation maximisation takes minutes on a CPU, so it is the ``activation_max`` job (:mod:`hemato.jobs`, light)
+that writes its images to a folder under ``settings.cache_dir``, keyed by the model file and the request: a
 reload, a second tab or another session finds the finished images instead of recomputing them.
 """
 
 from __future__ import annotations
 
 import hashlib
-import json
-import threading
-import time
-import traceback
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -20,17 +16,16 @@ import numpy as np
 import pandas as pd
 from PIL import Image
 
+from hemato import jobs
 from hemato.data.imaging import resize_image
+from hemato.files import atomic_path
 from hemato.vision.explain import maximize_activation
-from hemato.vision.models import cam_layers, layer_model, model_input_size, model_key
+from hemato.vision.models import cam_layers, layer_model, load_model_once, model_input_size, model_key
 
 if TYPE_CHECKING:
     import keras
 
-STATUS_FILE = "status.json"
-STALE_SECONDS = 120
-_THREADS: dict[str, threading.Thread] = {}
-_LOCK = threading.Lock()
+DONE_FILE = "done"
 
 
 def layer_table(model: keras.Model) -> pd.DataFrame:
@@ -86,31 +81,6 @@ def feature_maps(model: keras.Model, image: np.ndarray, layer: str, top: int = 1
 # Activation-maximisation jobs -------------------------------------------------------------------------
 
 
-@dataclass
-class JobStatus:
-    """What a job folder's ``status.json`` says."""
-
-    state: str  # pending | running | done | error
-    done: int = 0
-    total: int = 0
-    started: float = 0.0
-    updated: float = 0.0
-    message: str = ""
-    request: dict[str, Any] = field(default_factory=dict)
-
-    @property
-    def fraction(self) -> float:
-        """Progress in [0, 1]."""
-        return min(1.0, self.done / self.total) if self.total else 0.0
-
-    @property
-    def eta_seconds(self) -> float | None:
-        """Seconds left, extrapolated from the pace so far (None before the first step)."""
-        if self.state != "running" or self.done == 0:
-            return None
-        return (self.updated - self.started) / self.done * (self.total - self.done)
-
-
 def job_dir(cache_dir: Path, model_dir: Path, layer: str | None, units: list[int], steps: int) -> Path:
     """The folder of one activation-maximisation request for one model version."""
     what = "classes" if layer is None else layer
@@ -118,68 +88,64 @@ def job_dir(cache_dir: Path, model_dir: Path, layer: str | None, units: list[int
     return Path(cache_dir) / "activation_max" / model_key(model_dir) / f"{what}-{key}"
 
 
-def _write_status(folder: Path, status: JobStatus) -> None:
-    folder.mkdir(parents=True, exist_ok=True)
-    tmp = folder / f".{STATUS_FILE}.tmp"
-    tmp.write_text(json.dumps(asdict(status)))
-    tmp.replace(folder / STATUS_FILE)
-
-
-def read_status(folder: Path) -> JobStatus | None:
-    """The job's status, or None when it never started."""
-    try:
-        return JobStatus(**json.loads((Path(folder) / STATUS_FILE).read_text()))
-    except (FileNotFoundError, json.JSONDecodeError, TypeError):
-        return None
-
-
 def job_images(folder: Path) -> list[tuple[int, np.ndarray]]:
-    """(unit, uint8 image) pairs of a finished job, in unit order."""
+    """(unit, uint8 image) pairs of a finished request (empty until it finished), in unit order."""
+    if not (Path(folder) / DONE_FILE).exists():
+        return []
     out = []
     for path in sorted(Path(folder).glob("unit_*.png"), key=lambda p: int(p.stem.split("_")[1])):
         out.append((int(path.stem.split("_")[1]), np.asarray(Image.open(path).convert("RGB"))))
     return out
 
 
-def run_maximization(model: keras.Model, folder: Path, layer: str | None, units: list[int], steps: int) -> JobStatus:
-    """Compute activation-maximisation images now, recording progress and results in ``folder``."""
-    request = {"layer": layer, "units": [int(u) for u in units], "steps": int(steps)}
-    status = JobStatus("running", 0, int(steps), time.time(), time.time(), "", request)
-    _write_status(folder, status)
+def run_maximization(
+    model: keras.Model, folder: Path, layer: str | None, units: list[int], steps: int, progress: Any = None
+) -> list[tuple[int, np.ndarray]]:
+    """Compute activation-maximisation images now and store them in ``folder``; return them.
+
+    Raises:
+        ValueError: No units, or a unit index beyond the layer's channels.
+    """
+    images = maximize_activation(model, list(units), layer, steps, progress=progress)
+    folder = Path(folder)
+    for unit, img in zip(units, images, strict=True):
+        with atomic_path(folder / f"unit_{int(unit)}.png") as tmp:
+            Image.fromarray(img).save(tmp)
+    (folder / DONE_FILE).touch()
+    return job_images(folder)
+
+
+@jobs.job("activation_max", label="Activation maximisation")
+def activation_max_job(
+    ctx: jobs.JobContext, model_dir: str, folder: str, layer: str | None, units: list[int], steps: int
+) -> dict[str, Any]:
+    """The ``activation_max`` job: :func:`run_maximization` with progress and cancellation."""
 
     def report(done: int, total: int) -> None:
-        status.done, status.total, status.updated = done, total, time.time()
-        _write_status(folder, status)
+        ctx.progress(done, total, "steps", "gradient ascent")
+        ctx.check_cancel()
 
-    try:
-        images = maximize_activation(model, list(units), layer, steps, progress=report)
-        for unit, img in zip(units, images, strict=True):
-            Image.fromarray(img).save(folder / f"unit_{int(unit)}.png")
-        status.state, status.done, status.updated = "done", int(steps), time.time()
-    except Exception as exc:  # noqa: BLE001 - a failed job must say why on the page, never kill the app
-        status.state, status.message, status.updated = "error", f"{type(exc).__name__}: {exc}", time.time()
-        (folder / "error.txt").write_text(traceback.format_exc())
-    _write_status(folder, status)
-    return status
+    ctx.set_phase("loading the model")
+    model, _ = load_model_once(Path(model_dir))
+    run_maximization(model, Path(folder), layer, units, steps, report)
+    ctx.result_path = folder
+    return {"units": [int(u) for u in units]}
 
 
-def start_maximization(model: keras.Model, folder: Path, layer: str | None, units: list[int], steps: int) -> JobStatus:
-    """Start the job in a background thread unless it is finished or already running; return its status.
+def request_key(folder: Path) -> str:
+    """The job key of the request stored in ``folder`` (model version and request)."""
+    return f"{Path(folder).parent.name}/{Path(folder).name}"
 
-    A job whose status has not moved for ``STALE_SECONDS`` (the app restarted mid-run) is started again.
-    """
-    with _LOCK:
-        status = read_status(folder)
-        thread = _THREADS.get(str(folder))
-        alive = thread is not None and thread.is_alive()
-        fresh = status is not None and status.state == "running" and time.time() - status.updated < STALE_SECONDS
-        if status is not None and (status.state == "done" or alive or fresh):
-            return status
-        pending = JobStatus("running", 0, int(steps), time.time(), time.time(), "starting", {"layer": layer})
-        _write_status(folder, pending)
-        thread = threading.Thread(
-            target=run_maximization, args=(model, folder, layer, list(units), steps), daemon=True, name="hemato-am"
-        )
-        _THREADS[str(folder)] = thread
-        thread.start()
-        return pending
+
+def start_maximization(model_dir: Path, folder: Path, layer: str | None, units: list[int], steps: int) -> jobs.Job:
+    """Queue the images of ``folder``'s request on the job worker, unless finished or under way; return the job."""
+    what = f"filters {', '.join(map(str, units))} of {layer}" if layer else "class-model images"
+    params = {"model_dir": str(model_dir), "folder": str(folder), "layer": layer, "units": [int(u) for u in units]}
+    done = (Path(folder) / DONE_FILE).exists()
+    return jobs.submit(
+        "activation_max",
+        {**params, "steps": int(steps)},
+        key=request_key(folder),
+        label=f"Visualising {what}",
+        force=not done,
+    )

@@ -12,6 +12,7 @@ import pandas as pd
 import pytest
 from PIL import Image
 
+from hemato import jobs
 from hemato.data.datasets import EXCLUDED_SPLIT, discover_dataset
 from hemato.data.explore import (
     build_stats,
@@ -19,13 +20,12 @@ from hemato.data.explore import (
     duplicates_table,
     files_key,
     find_duplicates,
-    job_state,
     load_stats,
     mean_histograms,
+    save_frame,
     scan_frame,
-    start_job,
+    stats_path,
     thumbnail_path,
-    wait_job,
 )
 from tests.conftest import PBC
 
@@ -172,21 +172,22 @@ def test_files_key_changes_with_content(tmp_path: Path) -> None:
     assert files_key([str(path)]) != key
 
 
-def test_background_job_reports_progress_and_failure(tmp_path: Path) -> None:
-    def work(progress):
-        for i in range(1, 4):
-            progress(i, 3)
+def test_statistics_job_measures_a_saved_frame(
+    pbc_mini: Path, isolated_home: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("HEMATO_WORKER", "external")  # run the job in this process
+    cache = isolated_home / "cache"
+    frame = scan_frame(discover_dataset(pbc_mini))
+    key = files_key(frame["path"].tolist())
+    params = {"frame_path": str(save_frame(frame, cache, key)), "cache_dir": str(cache)}
+    job = jobs.submit("explore_stats", params, key=key)
+    jobs.run_job(job.id)
+    done = jobs.get(job.id)
+    assert done.state == "done" and (done.done, done.total, done.unit) == (80, 80, "images")
+    assert done.result["key"] == key and done.result_path == str(stats_path(cache, key))
+    assert load_stats(frame, cache) is not None
 
-    assert start_job(tmp_path, "ok", "counting", work)
-    wait_job("ok", timeout=10)
-    state = job_state(tmp_path, "ok")
-    assert state.state == "done" and state.done == 3 and state.fraction == 1.0
-
-    def broken(progress):
-        raise RuntimeError("disk full")
-
-    start_job(tmp_path, "bad", "breaking", broken)
-    wait_job("bad", timeout=10)
-    state = job_state(tmp_path, "bad")
-    assert state.state == "failed" and "disk full" in state.error
-    assert job_state(tmp_path, "never").state == "idle"
+    missing = jobs.submit("explore_stats", {**params, "frame_path": str(cache / "gone.parquet")}, key="gone")
+    jobs.run_job(missing.id)
+    failed = jobs.get(missing.id)
+    assert failed.state == "failed" and "gone.parquet" in failed.error

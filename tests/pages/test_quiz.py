@@ -52,6 +52,15 @@ def answer(at: AppTest, choice: str) -> AppTest:
     return next(b for b in at.button if b.label == "Submit answer").click().run()
 
 
+def rerun_until(at: AppTest, done, timeout: float = 240) -> None:
+    """Rerun the page until ``done()`` holds (a background job finishes between reruns)."""
+    deadline = time.monotonic() + timeout
+    while not done() and time.monotonic() < deadline:
+        time.sleep(1)
+        at.run()
+    assert done(), "timed out waiting for the background job"
+
+
 def start(at: AppTest, mode: str, n: int | None = None, code: str | None = None) -> AppTest:
     at.radio(key="quiz_mode_choice").set_value(mode).run()
     if n is not None:
@@ -133,10 +142,12 @@ def test_practice_with_model_gives_feedback_verdict_and_gradcam(with_model: Path
     start(at, "practice")
     next(b for b in at.button if b.label == "Hint").click().run()
     assert any(i.value.startswith("Hint:") for i in at.info)
+    asked = at.session_state["quiz_session"]["current"]["label"]
     answer(at, "NEUTROPHIL")
     assert not at.exception
     body = texts(at)
-    assert "Correct" in body or "Not quite" in body
+    assert ("Correct: **Neutrophil**" in body) == (asked == "NEUTROPHIL")
+    assert ("Not quite: you said **Neutrophil**" in body) == (asked != "NEUTROPHIL")
     assert "Key cue for" in body and "**Model:**" in body and "confident" in body
     assert len(at.get("image")) >= 2  # the question image and the Grad-CAM overlay
     next(b for b in at.button if b.label == "Finish and see my report").click().run()
@@ -148,12 +159,8 @@ def test_challenge_mode_uses_the_models_hardest_images(with_model: Path) -> None
     at = AppTest.from_file(QUIZ, default_timeout=TIMEOUT).run()
     sign_in(at, "Alan")
     at.radio(key="quiz_mode_choice").set_value("challenge").run()
-    cache = get_settings().cache_dir / "quiz"
-    deadline = time.monotonic() + 120
-    while not list(cache.glob("pool_*.csv")) and time.monotonic() < deadline:
-        time.sleep(0.5)
-    at.run()
-    assert any("quiz images wrong" in c.value for c in at.caption)
+    assert any("goes through the quiz images" in p.text for p in at.get("progress")), "the pool job is shown"
+    rerun_until(at, lambda: any("quiz images wrong" in c.value for c in at.caption))
     start(at, "challenge", n=3)
     assert "Challenge the model" in [s.value for s in at.subheader]
     answer(at, "EOSINOPHIL")
@@ -254,11 +261,7 @@ def test_atlas_class_without_content_is_graceful(tmp_path: Path, monkeypatch: py
 
 def test_atlas_hard_examples_with_model(with_model: Path) -> None:
     at = AppTest.from_file(ATLAS, default_timeout=TIMEOUT).run()
-    cache = get_settings().cache_dir / "quiz"
-    deadline = time.monotonic() + 120
-    while not list(cache.glob("pool_*.csv")) and time.monotonic() < deadline:
-        time.sleep(0.5)
-    at.run()
+    rerun_until(at, lambda: any("model:" in c for img in at.get("image") for c in img.captions))
     assert not at.exception
     captions = [c for img in at.get("image") for c in img.captions if "model:" in c]
     assert len(captions) >= 4  # hard examples with the model's verdict, per class
@@ -279,7 +282,8 @@ def test_timed_exam_ends_when_time_is_up() -> None:
         conn.execute("UPDATE quiz_attempts SET started = started - 120")
     at.run()
     assert "Time is up." in [w.value for w in at.warning]
-    assert next(m for m in at.metric if m.label == "Score").value in ("0 / 5 (0%)", "1 / 5 (20%)")
+    [first] = QuizStore().attempt_answers(at.session_state["quiz_session"]["attempt"])
+    assert next(m for m in at.metric if m.label == "Score").value == ("1 / 5 (20%)" if first.correct else "0 / 5 (0%)")
     assert "4 question(s) unanswered count as wrong." in texts(at)
 
 

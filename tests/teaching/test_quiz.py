@@ -27,7 +27,6 @@ from hemato.teaching.quiz import (
     leitner_box,
     normalise_code,
     pick_next_question,
-    predict_pool,
     quiz_pool,
     require_instructor,
     sample_balanced,
@@ -161,17 +160,24 @@ def test_challenge_questions_put_model_mistakes_first() -> None:
     assert [q.path for q in challenge_questions(predictions, 3)] == ["d", "b", "c"]
 
 
-def test_predict_pool_with_a_fake_model(pbc_mini) -> None:
-    pool = quiz_pool(discover_dataset(pbc_mini).frame)[:5]
-    classes = ["EOSINOPHIL", "LYMPHOCYTE", "MONOCYTE", "NEUTROPHIL"]
+def test_pool_verdicts_come_from_an_evaluation_job(
+    tiny_model_dir: Path, pbc_mini: Path, isolated_home: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from hemato import jobs
+    from hemato.teaching.pool import pool_dataset, pool_key, pool_predictions, start_pool_predictions
 
-    def always_lymphocyte(batch: np.ndarray) -> np.ndarray:
-        assert batch.shape[1:] == (32, 32, 3) and batch.dtype == np.float32
-        return np.tile([0.1, 0.7, 0.1, 0.1], (len(batch), 1))
-
-    table = predict_pool(always_lymphocyte, pool, classes, 32, batch_size=2)
-    assert (table["pred"] == "LYMPHOCYTE").all()
-    assert table["true_prob"].tolist() == pytest.approx([0.1] * 5)  # pool starts with EOSINOPHIL images
+    monkeypatch.setenv("HEMATO_WORKER", "external")  # run the job in this process
+    dataset = discover_dataset(pbc_mini)
+    assert len(pool_dataset(dataset, ["MONOCYTE", "PLATELET"])) == 20
+    assert pool_predictions(tiny_model_dir, dataset) is None
+    job = start_pool_predictions(tiny_model_dir, pbc_mini, dataset)
+    assert job.kind == "quiz_pool" and job.key == pool_key(tiny_model_dir, dataset)
+    jobs.run_job(job.id)
+    assert jobs.get(job.id).state == "done", jobs.get(job.id).error
+    table = pool_predictions(tiny_model_dir, dataset)
+    assert len(table) == 80 and set(table.columns) == {"path", "label", "pred", "conf", "true_prob"}
+    assert table["true_prob"].between(0, 1).all() and (table["conf"] >= table["true_prob"] - 1e-6).all()
+    assert start_pool_predictions(tiny_model_dir, pbc_mini, dataset).id == job.id
 
 
 def test_hardest_images() -> None:

@@ -11,6 +11,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from hemato import jobs
+from hemato.config import get_settings
 from hemato.data.datasets import DatasetError
 from hemato.training.runs import (
     RunError,
@@ -19,6 +21,7 @@ from hemato.training.runs import (
     list_runs,
     request_stop,
     run_history,
+    run_job,
     submit_run,
     update_run,
 )
@@ -34,8 +37,9 @@ def _wait(run_id: str, states: tuple[str, ...], timeout: float = 300) -> str:
         if run.status in states:
             return run.status
         time.sleep(1)
-    log = (get_run(run_id).path / "log.txt").read_text()[-2000:]
-    raise AssertionError(f"run {run_id} never reached {states}; log tail:\n{log}")
+    worker_log = get_settings().home / "logs" / "worker.log"
+    log = worker_log.read_text()[-3000:] if worker_log.exists() else "(no worker log)"
+    raise AssertionError(f"run {run_id} never reached {states}; worker log tail:\n{log}")
 
 
 def test_class_weights_favour_rare_classes() -> None:
@@ -92,9 +96,11 @@ def test_background_run_goes_running_to_done(pbc_mini: Path) -> None:
 
     config = TrainConfig(data=str(pbc_mini), epochs=2, fine_tune_epochs=1, fine_tune_layers=5, **TINY)
     run = submit_run(config)
-    assert run.status == "queued" and run.pid
+    assert run.status == "queued" and run.job_id and run_job(run).kind == "train"
     assert _wait(run.id, ("running", "done", "failed")) in ("running", "done")
     assert _wait(run.id, ("done", "failed")) == "done", get_run(run.id).message
+    trained = run_job(get_run(run.id))
+    assert trained.state == "done" and trained.unit == "images" and trained.result["status"] == "done"
     history = run_history(run.path)
     assert [(r["phase"], r["epoch"]) for r in history][-1] == ("fine-tune", 1.0)
     assert len([r for r in history if r["phase"] == "head"]) >= 1
@@ -132,9 +138,16 @@ def test_killed_worker_is_marked_failed(pbc_mini: Path) -> None:
     )
     run = submit_run(config)
     assert _wait(run.id, ("running",)) == "running"
-    os.kill(get_run(run.id).pid, signal.SIGKILL)
+    deadline = time.monotonic() + 240
+    while not run_history(run.path) and time.monotonic() < deadline:  # one epoch, so a checkpoint exists
+        time.sleep(1)
+    os.kill(int(run_job(run).worker.rpartition(":")[2]), signal.SIGKILL)
     assert _wait(run.id, ("failed",), timeout=30) == "failed"
-    assert "ended unexpectedly" in get_run(run.id).message
+    message = get_run(run.id).message
+    assert message.startswith(jobs.DEAD_WORKER) and message.endswith(
+        "The best checkpoint so far was kept in the run folder."
+    )
+    assert (run.path / "checkpoint.keras").exists()
 
 
 def test_unknown_augmentation_is_refused_before_starting(pbc_mini: Path) -> None:
@@ -142,18 +155,21 @@ def test_unknown_augmentation_is_refused_before_starting(pbc_mini: Path) -> None
         create_run(TrainConfig(data=str(pbc_mini), **{**TINY, "augment": "bogus"}))
 
 
-def test_crash_inside_training_is_recorded(pbc_mini: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_crash_inside_training_is_recorded(pbc_mini: Path, monkeypatch: pytest.MonkeyPatch, database_url: str) -> None:
     from hemato.training import train
-    from hemato.training.worker import execute_run
 
     def explode(*args, **kwargs):
         raise RuntimeError("simulated crash while building")
 
-    run = create_run(TrainConfig(data=str(pbc_mini), **TINY))
+    monkeypatch.setenv("HEMATO_WORKER", "external")  # run the job here, where build_model is patched
+    run = submit_run(TrainConfig(data=str(pbc_mini), **{**TINY, "epochs": 1, "fine_tune_epochs": 0}))
     monkeypatch.setattr(train, "build_model", explode)
-    assert execute_run(run.path) == 1
+    jobs.run_job(run.job_id)
     failed = get_run(run.id)
-    assert failed.status == "failed" and "simulated crash" in failed.message
+    assert failed.status == "failed" and failed.message == "simulated crash while building"
+    job = run_job(failed)
+    assert job.state == "failed" and job.error == "simulated crash while building"
+    assert "Traceback" in Path(job.log_path).read_text()
 
 
 def test_unwritable_run_folder_is_a_clear_error(pbc_mini: Path, monkeypatch: pytest.MonkeyPatch) -> None:
@@ -163,16 +179,14 @@ def test_unwritable_run_folder_is_a_clear_error(pbc_mini: Path, monkeypatch: pyt
         raise OSError(28, "No space left on device")
 
     monkeypatch.setattr(Path, "mkdir", refuse)
-    with pytest.raises((runs.RunError, OSError), match="space"):
+    with pytest.raises(runs.RunError, match=r"No space left on device.*free disk space"):
         create_run(TrainConfig(data=str(pbc_mini)))
 
 
 def test_foreground_training_writes_the_same_run_folder(pbc_mini: Path, tmp_path: Path) -> None:
     config = TrainConfig(data=str(pbc_mini), epochs=1, fine_tune_epochs=0, out=str(tmp_path / "models" / "m"), **TINY)
     run_dir = run_training(config, tmp_path / "run")
-    assert {"model.keras", "model_card.json", "history.csv", "status.json", "config.json"} <= {
-        p.name for p in run_dir.iterdir()
-    }
+    assert {"model.keras", "model_card.json", "history.csv", "config.json"} <= {p.name for p in run_dir.iterdir()}
     assert (tmp_path / "models" / "m" / "model.keras").exists()
 
 

@@ -16,9 +16,10 @@ from sklearn.metrics import (
     precision_recall_fscore_support,
 )
 
+from hemato import jobs
 from hemato.cli import main
 from hemato.data.datasets import DatasetError, discover_dataset
-from hemato.vision.evaluate import EvaluationRequest, evaluate_model, predict_paths, start_evaluation
+from hemato.vision.evaluate import EvaluationRequest, evaluate_model, evaluation_job, predict_paths, start_evaluation
 from hemato.vision.metrics import compute_metrics, expected_calibration_error, reliability_bins
 
 CLASSES = ["EOSINOPHIL", "LYMPHOCYTE", "MONOCYTE", "NEUTROPHIL"]
@@ -89,16 +90,21 @@ def test_ece_of_a_perfectly_calibrated_set_is_zero() -> None:
     assert expected_calibration_error(confidence, correct) == pytest.approx(0.0)
 
 
-def test_predict_paths_gives_probabilities_and_progress(tiny_model_dir: Path, pbc_mini: Path) -> None:
+def test_predict_paths_gives_probabilities(tiny_model_dir: Path, pbc_mini: Path, tmp_path: Path) -> None:
     from hemato.vision.models import load_model
 
     model, card = load_model(tiny_model_dir)
     paths = discover_dataset(pbc_mini).frame["path"].tolist()
+    broken = tmp_path / "broken.jpg"
+    broken.write_bytes(b"not an image")
     seen = []
-    probs, unreadable = predict_paths(model, paths, card.input_size, lambda d, t: seen.append((d, t)), batch_size=32)
-    assert probs.shape == (80, 4) and unreadable == {}
-    assert np.allclose(probs.sum(axis=1), 1.0, atol=1e-4)
-    assert seen[-1] == (80, 80) and len(seen) == 3
+    probs, unreadable = predict_paths(
+        model, [*paths, str(broken)], card.input_size, progress=lambda d, t: seen.append((d, t)), batch_size=32
+    )
+    assert probs.shape == (81, 4)
+    assert np.allclose(probs[:80].sum(axis=1), 1.0, atol=1e-4) and np.isnan(probs[80]).all()
+    assert list(unreadable) == [str(broken)]
+    assert seen[-1] == (81, 81) and len(seen) == 3
 
 
 def test_cli_json_schema_on_pbc_mini(tiny_model_dir: Path, pbc_mini: Path, capsys: pytest.CaptureFixture) -> None:
@@ -189,39 +195,33 @@ def test_cache_hit_and_invalidation(tiny_model_dir: Path, data_with_basophils: P
     assert changed["cached"] is False and changed["n"] == 19
 
 
-def test_background_job_runs_once_and_is_shared(tiny_model_dir: Path, data_with_basophils: Path) -> None:
+def test_evaluation_job_runs_once_on_the_worker_and_is_shared(tiny_model_dir: Path, data_with_basophils: Path) -> None:
     from hemato.config import get_settings
 
     cache = get_settings().cache_dir
     request = EvaluationRequest(tiny_model_dir, data_with_basophils)
     job = start_evaluation(request, cache)
-    assert start_evaluation(request, cache) is job
-    assert job.process is not None
-    state = job.wait(timeout=300)
-    assert state.status == "done", state.error or job.progress_file.with_suffix(".log").read_text()
-    assert state.fraction == 1.0
-    assert job.result()["n"] == 20 and job.result()["skipped"] == {"BASOPHIL": 3}
+    assert job.kind == "evaluate" and job.queue == "heavy" and job.state in ("queued", "running")
+    assert start_evaluation(request, cache).id == job.id
+    done = jobs.wait(job.id, timeout=300)
+    assert done.state == "done", done.error
+    assert (done.done, done.total, done.unit) == (20, 20, "images")
+    stored = json.loads(Path(done.result_path).read_text())
+    assert stored["n"] == 20 and stored["skipped"] == {"BASOPHIL": 3} and done.result["key"] == stored["key"]
     assert evaluate_model(tiny_model_dir, data_with_basophils, cache_dir=cache)["cached"] is True
-    assert start_evaluation(request, cache) is job
+    assert start_evaluation(request, cache).id == job.id, "a finished evaluation with its result is not redone"
+    assert evaluation_job(stored["key"]).id == job.id
+    Path(done.result_path).unlink()
+    assert start_evaluation(request, cache).id != job.id, "a result that went missing is computed again"
 
 
-def test_background_job_reports_failure(tiny_model_dir: Path, pbc_mini: Path, tmp_path: Path) -> None:
+def test_evaluation_job_reports_failure(tiny_model_dir: Path, pbc_mini: Path, tmp_path: Path) -> None:
     bad_model = tmp_path / "bad"
     shutil.copytree(tiny_model_dir, bad_model)
     (bad_model / "model.keras").write_bytes(b"not a keras file")
-    job = start_evaluation(EvaluationRequest(bad_model, pbc_mini), tmp_path / "cache")
-    state = job.wait(timeout=300)
-    assert state.status == "failed"
-    assert "could not be loaded" in state.error
-
-
-def test_a_killed_job_is_reported_as_failed(tiny_model_dir: Path, pbc_mini: Path, tmp_path: Path) -> None:
-    job = start_evaluation(EvaluationRequest(tiny_model_dir, pbc_mini), tmp_path / "cache")
-    job.process.kill()
-    job.process.wait(timeout=30)
-    state = job.poll()
-    assert state.status == "failed"
-    assert "stopped unexpectedly" in state.error
+    job = jobs.wait(start_evaluation(EvaluationRequest(bad_model, pbc_mini), tmp_path / "cache").id, timeout=300)
+    assert job.state == "failed"
+    assert "could not be loaded" in job.error and "Traceback" not in job.error
 
 
 def test_missing_split_raises_dataset_error(tiny_model_dir: Path, pbc_mini: Path) -> None:

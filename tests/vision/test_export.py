@@ -3,12 +3,13 @@
 from __future__ import annotations
 
 import json
-import time
+import shutil
 from pathlib import Path
 
 import numpy as np
 import pytest
 
+from hemato import jobs
 from hemato.cli import main
 from hemato.data.datasets import discover_dataset, load_images
 from hemato.vision.export import check_agreement, export_tflite, start_tflite_export, tflite_cache_path
@@ -36,16 +37,23 @@ def test_tflite_agrees_with_keras_on_pbc_mini(tiny_model_dir: Path, pbc_mini: Pa
     np.testing.assert_allclose(fast.predict(images[:8]), reference, atol=1e-4)
 
 
-def test_background_export_runs_once_and_lands_in_the_cache(tiny_model_dir: Path, tmp_path: Path) -> None:
+def test_background_export_runs_once_and_a_failure_is_not_retried(tiny_model_dir: Path, tmp_path: Path) -> None:
     target = tflite_cache_path(tmp_path / "cache", tiny_model_dir)
-    assert start_tflite_export(tiny_model_dir, target) is True
-    assert start_tflite_export(tiny_model_dir, target) is False  # already under way
-    deadline = time.monotonic() + 240
-    while not target.exists() and time.monotonic() < deadline:
-        time.sleep(1)
-    assert target.is_file(), target.with_suffix(".log").read_text()
+    job = start_tflite_export(tiny_model_dir, target)
+    assert job.kind == "tflite_export" and job.queue == "light"
+    assert start_tflite_export(tiny_model_dir, target).id == job.id  # already under way
+    done = jobs.wait(job.id, timeout=300)
+    assert done.state == "done", done.error
+    assert target.is_file() and done.result_path == str(target) and done.result["bytes"] == target.stat().st_size
     assert TFLitePredictor(target).input_size == load_model(tiny_model_dir)[1].input_size
-    assert start_tflite_export(tiny_model_dir, target) is False  # done
+    assert start_tflite_export(tiny_model_dir, target).id == job.id  # done: not exported again
+
+    broken = tmp_path / "broken"
+    shutil.copytree(tiny_model_dir, broken)
+    (broken / "model.keras").write_bytes(b"not a keras file")
+    failed = jobs.wait(start_tflite_export(broken, tmp_path / "broken.tflite").id, timeout=300)
+    assert failed.state == "failed" and "could not be loaded" in failed.error
+    assert start_tflite_export(broken, tmp_path / "broken.tflite").id == failed.id, "a failure is not retried"
 
 
 def test_cli_export_with_check(tiny_model_dir: Path, pbc_mini: Path, tmp_path: Path, capsys) -> None:

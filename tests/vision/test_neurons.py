@@ -2,12 +2,12 @@
 
 from __future__ import annotations
 
-import time
 from pathlib import Path
 
 import numpy as np
 import pytest
 
+from hemato import jobs
 from hemato.data.imaging import load_array
 from hemato.vision.models import last_conv_layer, load_model, model_key
 from hemato.vision.neurons import (
@@ -15,7 +15,6 @@ from hemato.vision.neurons import (
     job_dir,
     job_images,
     layer_table,
-    read_status,
     run_maximization,
     start_maximization,
 )
@@ -57,40 +56,34 @@ def test_job_folders_depend_on_model_and_request(tiny_model_dir: Path, tmp_path:
     assert a != job_dir(tmp_path, tiny_model_dir, "Conv_1", [1, 2], 20)
     assert a != job_dir(tmp_path, tiny_model_dir, None, [1, 2], 10)
     assert model_key(tiny_model_dir) in str(a)
-    assert read_status(a) is None
+    assert job_images(a) == []
 
 
-def test_run_maximization_records_progress_and_images(tiny, tiny_model_dir: Path, tmp_path: Path) -> None:
+def test_run_maximization_stores_the_images(tiny, tiny_model_dir: Path, tmp_path: Path) -> None:
     model, card = tiny
     folder = job_dir(tmp_path, tiny_model_dir, None, [0, 1], 2)
-    status = run_maximization(model, folder, None, [0, 1], 2)
-    assert status.state == "done" and status.fraction == 1.0
-    assert read_status(folder).state == "done"
-    pictures = job_images(folder)
-    assert [unit for unit, _ in pictures] == [0, 1]
-    assert pictures[0][1].shape == (card.input_size, card.input_size, 3)
+    assert job_images(folder) == []
+    seen = []
+    pictures = run_maximization(model, folder, None, [0, 1], 2, lambda done, total: seen.append((done, total)))
+    assert seen == [(1, 2), (2, 2)]
+    assert [unit for unit, _ in pictures] == [0, 1] == [unit for unit, _ in job_images(folder)]
+    assert pictures[0][1].shape == (card.input_size, card.input_size, 3) and pictures[0][1].dtype == np.uint8
+    with pytest.raises(ValueError, match="Unit indices"):
+        run_maximization(model, job_dir(tmp_path, tiny_model_dir, None, [99], 1), None, [99], 1)
 
 
-def test_a_failing_job_records_its_error(tiny, tiny_model_dir: Path, tmp_path: Path) -> None:
-    model, _ = tiny
-    folder = job_dir(tmp_path, tiny_model_dir, None, [99], 1)
-    status = run_maximization(model, folder, None, [99], 1)
-    assert status.state == "error" and "Unit indices" in status.message
-
-
-def test_background_job_finishes_and_is_not_restarted(tiny, tiny_model_dir: Path, tmp_path: Path) -> None:
+def test_the_job_runs_once_on_the_worker_and_is_not_restarted(tiny, tiny_model_dir: Path, tmp_path: Path) -> None:
     model, _ = tiny
     layer = last_conv_layer(model)
     folder = job_dir(tmp_path, tiny_model_dir, layer, [0, 5], 2)
-    start_maximization(model, folder, layer, [0, 5], 2)
-    deadline = time.monotonic() + 120
-    while (read_status(folder) is None or read_status(folder).state == "running") and time.monotonic() < deadline:
-        time.sleep(0.2)
-    done = read_status(folder)
-    assert done.state == "done", done
+    job = start_maximization(tiny_model_dir, folder, layer, [0, 5], 2)
+    assert job.kind == "activation_max" and job.queue == "light"
+    assert start_maximization(tiny_model_dir, folder, layer, [0, 5], 2).id == job.id
+    done = jobs.wait(job.id, timeout=240)
+    assert done.state == "done" and (done.done, done.total, done.unit) == (2, 2, "steps"), done.error
     stamp = (folder / "unit_0.png").stat().st_mtime
-    again = start_maximization(model, folder, layer, [0, 5], 2)
-    assert again.state == "done"
-    time.sleep(0.5)
+    assert start_maximization(tiny_model_dir, folder, layer, [0, 5], 2).id == job.id
     assert (folder / "unit_0.png").stat().st_mtime == stamp
     assert np.asarray(job_images(folder)[1][1]).shape[-1] == 3
+    failed = jobs.wait(start_maximization(tiny_model_dir, tmp_path / "bad", layer, [10_000], 1).id, timeout=240)
+    assert failed.state == "failed" and failed.error.startswith("Unit indices must be in 0..")
